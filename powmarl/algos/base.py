@@ -1,0 +1,96 @@
+"""How an algorithm plugs into the shared learner: a mixer, a weighting rule, extras.
+
+An :class:`Algorithm` is data. The learner (``powmarl.learner``) runs the same
+sequence of steps for every algorithm and calls these slots; it never looks at
+the algorithm's name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+import flax.struct
+
+from powmarl.config import Config, HParams
+from powmarl.types import Array, EnvSpec, EpisodeBatch
+
+
+@flax.struct.dataclass
+class LossContext:
+    """What weighting rules and extras may read during one learner update (all stop-gradient
+    except where noted). Shapes: B episodes, T steps, A agents, U actions."""
+
+    batch: EpisodeBatch
+    agent_inputs: Array  # [B, N, A, I]; N = T+1 slots, or T when the tail was dropped
+    agent_qs: Array  # [B, N, A, U] online utilities
+    greedy_actions: Array  # [B, N, A] online greedy actions over available ones
+    max_qs: Array  # [B, N, A] online utilities at the greedy actions
+    targets: Array  # [B, T] TD(lambda) targets y
+    mask: Array  # [B, T] float32 real transitions
+    t_env: Array  # [] env steps so far
+    q_tot: Array | None = None  # [B, T] the factored value of the taken actions
+    extras_out: dict[str, Any] = flax.struct.field(default_factory=dict)
+
+
+#: A weighting rule maps the context to per-transition weights w(s, a) of shape [B, T].
+WeightingRule = Callable[[LossContext, HParams], Array]
+
+
+class Extra:
+    """A network beside the agent and mixer (e.g. WQMIX's central Q*, POW's recogniser).
+
+    Subclasses override the hooks they need; the defaults do nothing.
+    ``own_optimiser`` extras are updated in :meth:`pre_update` with their own
+    optimiser before the main step; the others are trained by the main optimiser
+    through :meth:`joint_loss`.
+    """
+
+    name: str = "extra"
+    own_optimiser: bool = False
+    supplies_bootstrap: bool = False
+
+    def init(self, key, cfg: Config, spec: EnvSpec, example: EpisodeBatch, input_dim: int) -> Any:
+        return {}
+
+    def init_opt_state(self, params: Any) -> Any:
+        return ()
+
+    def pre_update(self, params, opt_state, ctx: LossContext, hp: HParams, first_call: bool):
+        """Own-optimiser training; returns (params, opt_state, metrics)."""
+        return params, opt_state, {}
+
+    def outputs(self, params, ctx: LossContext) -> dict[str, Array]:
+        """Values other parts read from ``ctx.extras_out[name]`` (e.g. a recognition gap)."""
+        return {}
+
+    def joint_loss(self, params, ctx: LossContext, hp: HParams) -> tuple[Array, dict[str, Array]]:
+        """A loss added to the main objective (differentiated w.r.t. ``params``)."""
+        return 0.0, {}
+
+    def bootstrap(self, params, target_params, ctx: LossContext) -> Array:
+        """Target values at the greedy joint actions, [B, N] (if ``supplies_bootstrap``)."""
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    """One member of the value-decomposition family."""
+
+    name: str
+    description: str
+    make_mixer: Callable[[Config, EnvSpec], nn.Module]
+    weighting: WeightingRule
+    extras: tuple[Extra, ...] = ()
+
+    def __post_init__(self):
+        names = [e.name for e in self.extras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self.name}: extras must have distinct names, got {names}")
+        if sum(e.supplies_bootstrap for e in self.extras) > 1:
+            raise ValueError(f"{self.name}: at most one extra may supply the bootstrap")
+
+    @property
+    def bootstrap_extra(self) -> Extra | None:
+        return next((e for e in self.extras if e.supplies_bootstrap), None)

@@ -1,0 +1,1 @@
+"""Pure building blocks: returns, losses, exploration, the episode buffer."""

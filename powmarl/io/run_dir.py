@@ -1,0 +1,77 @@
+"""Run directories (DESIGN sec. 8): ``config.json`` written atomically, ``metrics.jsonl`` appended.
+
+Nothing already written is ever truncated: files are replaced only by an atomic
+rename of a fully written, fsynced temporary file, and metrics rows are appended.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file, fsync and rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def prepare_run_dir(path: str | os.PathLike, config: dict[str, Any]) -> Path:
+    """Create ``path`` and write ``config.json``; refuse to overwrite an existing run."""
+    run_dir = Path(path)
+    if (run_dir / "metrics.jsonl").exists() or (run_dir / "config.json").exists():
+        raise ValueError(f"run_dir: {run_dir} already holds a run; choose a new directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2, sort_keys=True))
+    except OSError as err:
+        raise ValueError(f"run_dir: cannot write to {run_dir}: {err.strerror or err}") from None
+    return run_dir
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+class MetricsWriter:
+    """Appends one JSON object per line to ``metrics.jsonl`` and flushes after each batch."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.path = Path(run_dir) / "metrics.jsonl"
+
+    def write(self, rows: Iterable[dict[str, Any]]) -> None:
+        lines = "".join(
+            json.dumps({k: _jsonable(v) for k, v in row.items()}) + "\n" for row in rows
+        )
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(lines)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as err:
+            raise OSError(f"metrics: cannot append to {self.path}: {err.strerror or err}") from err
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

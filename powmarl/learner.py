@@ -1,0 +1,250 @@
+"""The shared value-decomposition learner (DESIGN sec. 4).
+
+``make_learner(cfg, spec, algo, ...)`` returns pure ``init`` and ``update``
+functions. ``update`` is the same fixed sequence of steps for every algorithm:
+
+1. forward: unroll the agent network; greedy actions and max utilities (stop-gradient);
+2. bootstrap values at the online greedy actions (target mixer, or an extra);
+3. TD(lambda) targets (stop-gradient);
+4. extras with their own optimiser update first (``pre_update``);
+5. a :class:`LossContext` collects what rules may read;
+6. weights ``w = stop_gradient(algo.weighting(ctx, hp))``;
+7. loss = masked weighted MSE of Q_tot + the extras' joint losses;
+8. one Adam step with global-norm clipping over agent, mixer and joint extras;
+9. hard target copy when the runner says so (every ``target_update_interval`` episodes).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from powmarl.algos.base import Algorithm, LossContext
+from powmarl.config import Config, HParams
+from powmarl.core.exploration import masked_argmax
+from powmarl.core.losses import masked_weighted_mse
+from powmarl.core.returns import td_lambda_targets
+from powmarl.networks.agent import (
+    RNNAgent,
+    agent_input_dim,
+    build_agent_inputs,
+    shift_last_actions,
+    unroll_agent,
+)
+from powmarl.networks.mixers import MixInput
+from powmarl.types import Array, EnvSpec, EpisodeBatch
+
+
+@flax.struct.dataclass
+class LearnerState:
+    params: dict[str, Any]  # {"agent", "mixer", "extras": {name: params}}
+    target_params: dict[str, Any]
+    opt_state: Any  # main optimiser over agent, mixer and joint extras
+    extra_opt_states: dict[str, Any]  # own-optimiser extras
+    num_updates: Array  # [] int32
+
+
+class Learner(NamedTuple):
+    agent: RNNAgent
+    init: Callable[..., LearnerState]
+    update: Callable[..., tuple[LearnerState, dict[str, Array]]]
+    agent_inputs: Callable[[Array, Array], Array]
+    input_dim: int
+
+
+def make_optimiser(hp: HParams) -> optax.GradientTransformation:
+    """Adam with global-norm clipping; hp values may be traced."""
+    return optax.chain(optax.clip_by_global_norm(hp.grad_norm_clip), optax.adam(hp.lr))
+
+
+def take(values: Array, index: Array) -> Array:
+    """values [..., U] at integer index [...] -> [...]."""
+    return jnp.take_along_axis(values, index[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def make_learner(
+    cfg: Config, spec: EnvSpec, algo: Algorithm, last_action: bool, agent_id: bool
+) -> Learner:
+    """Build the learner for ``algo`` on an environment with ``spec``."""
+    agent = RNNAgent(cfg.rnn_hidden_dim, spec.num_actions)
+    mixer = algo.make_mixer(cfg, spec)
+    input_dim = agent_input_dim(spec.obs_dim, spec.num_agents, spec.num_actions, last_action, agent_id)
+    own = tuple(e for e in algo.extras if e.own_optimiser)
+    joint = tuple(e for e in algo.extras if not e.own_optimiser)
+    boot_extra = algo.bootstrap_extra
+
+    def agent_inputs(obs, last_actions):
+        return build_agent_inputs(obs, last_actions, spec.num_actions, last_action, agent_id)
+
+    def main_params(params):
+        return {
+            "agent": params["agent"],
+            "mixer": params["mixer"],
+            "extras": {e.name: params["extras"][e.name] for e in joint},
+        }
+
+    def init(key, example: EpisodeBatch) -> LearnerState:
+        """``example``: one batch (leaves [B, ...]) fixing shapes; its values are unused."""
+        agent_key, mixer_key, *extra_keys = jax.random.split(key, 2 + len(algo.extras))
+        a, u = spec.num_agents, spec.num_actions
+        agent_params = agent.init(
+            agent_key, jnp.zeros((a, cfg.rnn_hidden_dim)), jnp.zeros((a, input_dim))
+        )
+        mix_example = MixInput(
+            chosen_qs=jnp.zeros((1, a)),
+            states=jnp.zeros((1, spec.state_dim)),
+            actions_onehot=jnp.zeros((1, a, u)),
+            max_qs=jnp.zeros((1, a)),
+        )
+        params = {
+            "agent": agent_params,
+            "mixer": mixer.init(mixer_key, mix_example),
+            "extras": {
+                e.name: e.init(k, cfg, spec, example, input_dim)
+                for e, k in zip(algo.extras, extra_keys)
+            },
+        }
+        return LearnerState(
+            params=params,
+            target_params=params,
+            opt_state=make_optimiser(HParams()).init(main_params(params)),
+            extra_opt_states={e.name: e.init_opt_state(params["extras"][e.name]) for e in own},
+            num_updates=jnp.zeros((), jnp.int32),
+        )
+
+    def bootstrap_values(state: LearnerState, ctx: LossContext) -> Array:  # [B, N]
+        if boot_extra is not None:
+            name = boot_extra.name
+            return boot_extra.bootstrap(
+                state.params["extras"][name], state.target_params["extras"][name], ctx
+            )
+        target_qs = unroll_agent(agent, state.target_params["agent"], ctx.agent_inputs)
+        at_greedy = take(target_qs, ctx.greedy_actions)
+        mix = MixInput(
+            chosen_qs=at_greedy,
+            states=ctx.batch.state,
+            actions_onehot=jax.nn.one_hot(ctx.greedy_actions, spec.num_actions),
+            max_qs=at_greedy,
+        )
+        return mixer.apply(state.target_params["mixer"], mix)
+
+    def td_targets(state: LearnerState, ctx: LossContext, hp: HParams) -> Array:  # [B, T]
+        batch = ctx.batch
+        num_steps, num_slots = batch.reward.shape[1], batch.obs.shape[1]
+        if num_slots == 1 and num_steps == 1:
+            # one step, no tail: TD(lambda) never reads bootstrap slot 0, so skip the targets
+            boot = jnp.zeros((batch.reward.shape[0], 2), jnp.float32)
+        else:
+            boot = bootstrap_values(state, ctx)
+            if num_slots == num_steps:  # tail dropped: every episode terminated, Qbar_T unused
+                boot = jnp.concatenate([boot, jnp.zeros_like(boot[:, :1])], axis=1)
+        boot = jax.lax.stop_gradient(boot)
+        return td_lambda_targets(batch.reward, batch.terminated, ctx.mask, boot, hp.gamma, hp.td_lambda)
+
+    def loss_fn(diff, agent_qs, ctx: LossContext, hp: HParams):
+        batch = ctx.batch
+        num_steps = batch.reward.shape[1]
+        chosen = take(agent_qs[:, :num_steps], batch.actions)  # [B, T, A]
+        mix = MixInput(
+            chosen_qs=chosen,
+            states=batch.state[:, :num_steps],
+            actions_onehot=jax.nn.one_hot(batch.actions, spec.num_actions),
+            max_qs=ctx.max_qs[:, :num_steps],
+        )
+        q_tot = mixer.apply(diff["mixer"], mix)  # [B, T]
+        ctx = ctx.replace(q_tot=jax.lax.stop_gradient(q_tot))
+        weights = jax.lax.stop_gradient(algo.weighting(ctx, hp))  # [B, T]
+        loss_q_tot = masked_weighted_mse(q_tot, ctx.targets, weights, ctx.mask)
+        n = jnp.maximum(ctx.mask.sum(), 1.0)
+        metrics = {
+            "train/loss_q_tot": loss_q_tot,
+            "train/q_tot_mean": (q_tot * ctx.mask).sum() / n,
+            "train/target_mean": (ctx.targets * ctx.mask).sum() / n,
+            "train/td_error_abs": (jnp.abs(q_tot - ctx.targets) * ctx.mask).sum() / n,
+            "train/weight_mean": (weights * ctx.mask).sum() / n,
+        }
+        total = loss_q_tot
+        for e in joint:
+            extra_loss, extra_metrics = e.joint_loss(diff["extras"][e.name], ctx, hp)
+            total = total + extra_loss
+            metrics.update(extra_metrics)
+        metrics["train/loss"] = total
+        return total, metrics
+
+    def pre_update(state: LearnerState, ctx: LossContext, hp: HParams, first_call):
+        extras = dict(state.params["extras"])
+        opt_states = dict(state.extra_opt_states)
+        metrics = {}
+        for e in own:
+            extras[e.name], opt_states[e.name], m = e.pre_update(
+                extras[e.name], opt_states[e.name], ctx, hp, first_call
+            )
+            metrics.update(m)
+        return {**state.params, "extras": extras}, opt_states, metrics
+
+    def update(
+        state: LearnerState,
+        batch: EpisodeBatch,
+        hp: HParams,
+        t_env: Array,
+        first_call: Array,
+        update_targets: Array,
+    ) -> tuple[LearnerState, dict[str, Array]]:
+        """One learner call on a sampled batch; ``first_call``/``update_targets`` are bools.
+
+        ``batch`` has T transitions and T+1 observation slots, or T slots when the
+        runner dropped the bootstrap tail because every episode in it terminated.
+        """
+        last_actions = shift_last_actions(batch.actions)[:, : batch.obs.shape[1]]
+        inputs = agent_inputs(batch.obs, last_actions)  # [B, N, A, I]
+        agent_qs, agent_vjp = jax.vjp(
+            lambda p: unroll_agent(agent, p, inputs), state.params["agent"]
+        )
+        qs_sg = jax.lax.stop_gradient(agent_qs)
+        greedy = masked_argmax(qs_sg, batch.avail_actions)  # [B, T+1, A]
+        ctx = LossContext(
+            batch=batch,
+            agent_inputs=inputs,
+            agent_qs=qs_sg,
+            greedy_actions=greedy,
+            max_qs=take(qs_sg, greedy),
+            targets=jnp.zeros(batch.reward.shape, jnp.float32),
+            mask=batch.filled.astype(jnp.float32),
+            t_env=jnp.asarray(t_env, jnp.float32),
+        )
+        ctx = ctx.replace(targets=jax.lax.stop_gradient(td_targets(state, ctx, hp)))
+        params, extra_opt_states, metrics = pre_update(state, ctx, hp, first_call)
+        ctx = ctx.replace(
+            extras_out={e.name: e.outputs(params["extras"][e.name], ctx) for e in algo.extras}
+        )
+        main = main_params(params)
+        diff = {"mixer": main["mixer"], "extras": main["extras"]}
+        grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
+        (_, loss_metrics), (grad_diff, grad_qs) = grad_fn(diff, agent_qs, ctx, hp)
+        grads = {"agent": agent_vjp(grad_qs)[0], **grad_diff}
+        updates, opt_state = make_optimiser(hp).update(grads, state.opt_state, main)
+        main = optax.apply_updates(main, updates)
+        params = {
+            "agent": main["agent"],
+            "mixer": main["mixer"],
+            "extras": {**params["extras"], **main["extras"]},
+        }
+        target_params = jax.lax.cond(
+            update_targets, lambda: params, lambda: state.target_params
+        )
+        metrics.update(loss_metrics)
+        metrics["train/grad_norm"] = optax.global_norm(grads)
+        new_state = LearnerState(
+            params=params,
+            target_params=target_params,
+            opt_state=opt_state,
+            extra_opt_states=extra_opt_states,
+            num_updates=state.num_updates + 1,
+        )
+        return new_state, metrics
+
+    return Learner(agent=agent, init=init, update=update, agent_inputs=agent_inputs, input_dim=input_dim)

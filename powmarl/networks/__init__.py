@@ -1,0 +1,1 @@
+"""Flax networks: the shared GRU agent and the mixers."""

@@ -1,0 +1,1 @@
+"""Runners: the compiled, seed-vmapped training loop and evaluation."""

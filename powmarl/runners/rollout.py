@@ -1,0 +1,120 @@
+"""Whole-episode rollouts of E environments as one fixed-length ``lax.scan``.
+
+Each env runs one episode of at most T = episode_limit steps from reset; steps
+after the episode ended are padding (``filled = False``, data zeroed), so shapes
+stay static and nothing leaves the compiled program.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from powmarl.core.exploration import epsilon_greedy
+from powmarl.learner import Learner
+from powmarl.types import Array, EpisodeBatch, PRNGKey
+
+
+class EpisodeStats(NamedTuple):
+    returns: Array  # [E]
+    lengths: Array  # [E] int32
+    info: dict[str, Array]  # each [E], summed over the episode
+
+
+@flax.struct.dataclass
+class _Carry:
+    timestep: Any
+    env_state: Any
+    hidden: Array  # [A, H]
+    last_actions: Array  # [A] int32, -1 before the first action
+    alive: Array  # [] bool, the episode has not ended before this step
+    key: PRNGKey
+    ret: Array
+    length: Array
+    info: dict[str, Array]
+
+
+def _zero_unless(alive, x):
+    return jnp.where(alive, x, jnp.zeros_like(x))
+
+
+def make_rollout(env, learner: Learner, hidden_dim: int):
+    """Return ``rollout(agent_params, env_params, key, epsilon, num_envs) -> (EpisodeBatch, stats)``."""
+    spec = env.spec
+
+    def env_step(carry: _Carry, agent_params, env_params, epsilon):
+        key, act_key, step_key = jax.random.split(carry.key, 3)
+        ts = carry.timestep
+        inputs = learner.agent_inputs(ts.obs, carry.last_actions)
+        hidden, q = learner.agent.apply(agent_params, carry.hidden, inputs)
+        actions = epsilon_greedy(act_key, q, ts.avail_actions, epsilon)
+        next_ts, env_state = env.step(step_key, carry.env_state, actions, env_params)
+        alive = carry.alive
+        record = {
+            "obs": _zero_unless(alive, ts.obs),
+            "state": _zero_unless(alive, ts.state),
+            "avail_actions": _zero_unless(alive, ts.avail_actions),
+            "actions": _zero_unless(alive, actions).astype(jnp.uint8),
+            "reward": _zero_unless(alive, next_ts.reward),
+            "terminated": alive & next_ts.terminated,
+            "filled": alive,
+        }
+        ended = next_ts.terminated | next_ts.truncated
+        new_carry = _Carry(
+            timestep=next_ts,
+            env_state=env_state,
+            hidden=hidden,
+            last_actions=actions,
+            alive=alive & ~ended,
+            key=key,
+            ret=carry.ret + record["reward"],
+            length=carry.length + alive.astype(jnp.int32),
+            info={k: carry.info[k] + _zero_unless(alive, v) for k, v in next_ts.info.items()},
+        )
+        return new_carry, record
+
+    def episode(agent_params, env_params, key, epsilon):
+        reset_key, run_key = jax.random.split(key)
+        ts, env_state = env.reset(reset_key, env_params)
+        carry = _Carry(
+            timestep=ts,
+            env_state=env_state,
+            hidden=jnp.zeros((spec.num_agents, hidden_dim), jnp.float32),
+            last_actions=jnp.full((spec.num_agents,), -1, jnp.int32),
+            alive=jnp.ones((), bool),
+            key=run_key,
+            ret=jnp.zeros((), jnp.float32),
+            length=jnp.zeros((), jnp.int32),
+            info={k: jnp.zeros((), jnp.float32) for k in ts.info},
+        )
+
+        def body(c, _):
+            return env_step(c, agent_params, env_params, epsilon)
+
+        carry, rec = jax.lax.scan(body, carry, None, length=spec.episode_limit)
+        # slot T holds the observation after the last step when the episode ran to the limit
+        last = carry.timestep
+        full = carry.length == spec.episode_limit
+        batch = EpisodeBatch(
+            obs=jnp.concatenate([rec["obs"], _zero_unless(full, last.obs)[None]]),
+            state=jnp.concatenate([rec["state"], _zero_unless(full, last.state)[None]]),
+            avail_actions=jnp.concatenate(
+                [rec["avail_actions"], _zero_unless(full, last.avail_actions)[None]]
+            ),
+            actions=rec["actions"],
+            reward=rec["reward"].astype(jnp.float32),
+            terminated=rec["terminated"],
+            filled=rec["filled"],
+        )
+        return batch, EpisodeStats(carry.ret, carry.length, carry.info)
+
+    def rollout(agent_params, env_params, key, epsilon, num_envs: int):
+        keys = jax.random.split(key, num_envs)
+        return jax.vmap(episode, in_axes=(None, None, 0, None))(
+            agent_params, env_params, keys, epsilon
+        )
+
+    return rollout
