@@ -74,9 +74,13 @@ class TrainResult:
         return np.stack([t["greedy_actions"] for t in self.tables()])
 
 
-def resolve_settings(env, overrides: dict[str, Any]) -> tuple[Config, HParams]:
-    """Library defaults, then the env family's run settings, then the user's overrides."""
-    settings = presets.env_defaults(getattr(env, "env_id", None))
+def resolve_settings(
+    env, overrides: dict[str, Any], algo: algos.Algorithm | None = None
+) -> tuple[Config, HParams]:
+    """Library defaults < the algorithm's reference settings < the env family's run
+    settings < the user's overrides."""
+    settings = dict(algo.defaults) if algo is not None else {}
+    settings.update(presets.env_defaults(getattr(env, "env_id", None)))
     settings.update(overrides)
     return apply_overrides(Config(), HParams(), settings)
 
@@ -116,7 +120,7 @@ def train(
         raise ValueError(f"seeds: need at least one seed and no repeats, got {seeds}")
     if t_max is not None:
         overrides["t_max"] = t_max
-    cfg, hp = resolve_settings(env, overrides)
+    cfg, hp = resolve_settings(env, overrides, algorithm)
     env_params = env.default_params() if env_params is None else env_params
     runner = make_runner(cfg, env, algorithm)
     record = {

@@ -32,6 +32,20 @@ class Config:
     rnn_hidden_dim: int = _f(64, "GRU width of the agent network (rnn_hidden_dim)", 1)
     mixing_embed_dim: int = _f(32, "QMIX mixing width (mixing_embed_dim)", 1)
     hypernet_embed: int = _f(64, "QMIX hypernetwork width (hypernet_embed)", 1)
+    central_mixing_embed_dim: int = _f(
+        256, "width of the unrestricted Q* mixer (central_mixing_embed_dim; POW 64, ResQ 128)", 1
+    )
+    lambda_hypernet_embed: int = _f(128, "Q_r lambda-hypernet hidden width", 1)
+    lambda_mixing_embed: int = _f(64, "Q_r lambda-hypernet output width (K in sum_k)", 1)
+    v_embed_dim: int = _f(128, "Q_r state-value V(s) hidden width (v_embed_dim)", 1)
+    recogniser_updates: int = _f(10, "Q_r Adam steps per learner call (hard-coded 10)", 1)
+    recogniser_first_updates: int = _f(20, "Q_r Adam steps on the first learner call", 1)
+    recogniser_clip: str = _f(
+        "reference", "Q_r grad clip: 'reference' (norm includes stale main grads) or 'own'"
+    )
+    num_kernel: int = _f(4, "QPLEX attention heads (num_kernel)", 1)
+    adv_hypernet_layers: int = _f(2, "QPLEX advantage hypernet depth (POW-QPLEX 3)", 1)
+    adv_hypernet_embed: int = _f(64, "QPLEX advantage hypernet width", 1)
     length_buckets: int = _f(
         4, "batch lengths the learner is compiled for; 1 = always the full episode", 1
     )
@@ -43,6 +57,10 @@ class Config:
 
     def validate(self) -> "Config":
         _check_ranges(self)
+        if self.recogniser_clip not in ("reference", "own"):
+            raise ValueError(
+                f"recogniser_clip: must be 'reference' or 'own', got {self.recogniser_clip!r}"
+            )
         if self.batch_size > self.buffer_size:
             raise ValueError(
                 f"batch_size: must be <= buffer_size ({self.buffer_size}), got {self.batch_size}"
@@ -61,6 +79,14 @@ class HParams:
     epsilon_start: float = _f(1.0, "initial exploration epsilon (epsilon_start)", 0.0, 1.0)
     epsilon_finish: float = _f(0.05, "final exploration epsilon (epsilon_finish)", 0.0, 1.0)
     epsilon_anneal_time: float = _f(500_000.0, "env steps of linear epsilon decay", 0.0)
+    alpha: float = _f(0.1, "weight outside the favoured set (WQMIX w, POW alpha = 0)", 0.0, 1.0)
+    recognition_threshold: float = _f(
+        0.1, "POW tolerance C of A_r (weighted_qmix_threshold; predator-prey 1)", 0.0
+    )
+    pow_weight: float = _f(1.0, "POW weight inside A_r (weighted_qmix_weight)", 0.0)
+    no_weighted_steps: float = _f(
+        100_000.0, "POW warm-up: unweighted Q_tot loss until t_env exceeds this", 0.0
+    )
 
     def validate(self) -> "HParams":
         _check_ranges(self)
@@ -70,7 +96,7 @@ class HParams:
 def _check_ranges(obj) -> None:
     for f in dataclasses.fields(obj):
         value, meta = getattr(obj, f.name), f.metadata
-        if value is None or isinstance(value, bool):
+        if value is None or isinstance(value, (bool, str)):
             continue
         low, high = meta.get("low"), meta.get("high")
         too_low = low is not None and (value <= low if meta.get("low_open") else value < low)
@@ -96,6 +122,8 @@ def parse_value(name: str, raw: Any, default: Any) -> Any:
     if not isinstance(raw, str):
         return raw
     text = raw.strip()
+    if isinstance(default, str):
+        return text
     if isinstance(default, bool) or default is None:
         low = text.lower()
         if low in ("true", "1", "yes"):

@@ -46,6 +46,7 @@ class LearnerState:
     opt_state: Any  # main optimiser over agent, mixer and joint extras
     extra_opt_states: dict[str, Any]  # own-optimiser extras
     num_updates: Array  # [] int32
+    last_grad_norm: Array  # [] clipped global norm of the last main step
 
 
 class Learner(NamedTuple):
@@ -73,9 +74,10 @@ def make_learner(
     agent = RNNAgent(cfg.rnn_hidden_dim, spec.num_actions)
     mixer = algo.make_mixer(cfg, spec)
     input_dim = agent_input_dim(spec.obs_dim, spec.num_agents, spec.num_actions, last_action, agent_id)
-    own = tuple(e for e in algo.extras if e.own_optimiser)
-    joint = tuple(e for e in algo.extras if not e.own_optimiser)
-    boot_extra = algo.bootstrap_extra
+    extras = tuple(e.bind(cfg, spec) for e in algo.extras)
+    own = tuple(e for e in extras if e.own_optimiser)
+    joint = tuple(e for e in extras if not e.own_optimiser)
+    boot_extra = next((e for e in extras if e.supplies_bootstrap), None)
 
     def agent_inputs(obs, last_actions):
         return build_agent_inputs(obs, last_actions, spec.num_actions, last_action, agent_id)
@@ -89,7 +91,7 @@ def make_learner(
 
     def init(key, example: EpisodeBatch) -> LearnerState:
         """``example``: one batch (leaves [B, ...]) fixing shapes; its values are unused."""
-        agent_key, mixer_key, *extra_keys = jax.random.split(key, 2 + len(algo.extras))
+        agent_key, mixer_key, *extra_keys = jax.random.split(key, 2 + len(extras))
         a, u = spec.num_agents, spec.num_actions
         agent_params = agent.init(
             agent_key, jnp.zeros((a, cfg.rnn_hidden_dim)), jnp.zeros((a, input_dim))
@@ -105,7 +107,7 @@ def make_learner(
             "mixer": mixer.init(mixer_key, mix_example),
             "extras": {
                 e.name: e.init(k, cfg, spec, example, input_dim)
-                for e, k in zip(algo.extras, extra_keys)
+                for e, k in zip(extras, extra_keys)
             },
         }
         return LearnerState(
@@ -114,6 +116,7 @@ def make_learner(
             opt_state=make_optimiser(HParams()).init(main_params(params)),
             extra_opt_states={e.name: e.init_opt_state(params["extras"][e.name]) for e in own},
             num_updates=jnp.zeros((), jnp.int32),
+            last_grad_norm=jnp.zeros((), jnp.float32),
         )
 
     def bootstrap_values(state: LearnerState, ctx: LossContext) -> Array:  # [B, N]
@@ -123,26 +126,21 @@ def make_learner(
                 state.params["extras"][name], state.target_params["extras"][name], ctx
             )
         target_qs = unroll_agent(agent, state.target_params["agent"], ctx.agent_inputs)
-        at_greedy = take(target_qs, ctx.greedy_actions)
-        mix = MixInput(
-            chosen_qs=at_greedy,
+        avail = ctx.batch.avail_actions[:, : target_qs.shape[1]]
+        mix = MixInput(  # double Q: target utilities at the online greedy actions
+            chosen_qs=take(target_qs, ctx.greedy_actions),
             states=ctx.batch.state,
             actions_onehot=jax.nn.one_hot(ctx.greedy_actions, spec.num_actions),
-            max_qs=at_greedy,
+            max_qs=take(target_qs, masked_argmax(target_qs, avail)),  # QPLEX's max_q_i
         )
         return mixer.apply(state.target_params["mixer"], mix)
 
-    def td_targets(state: LearnerState, ctx: LossContext, hp: HParams) -> Array:  # [B, T]
+    def td_targets(ctx: LossContext, hp: HParams) -> Array:  # [B, T]
         batch = ctx.batch
-        num_steps, num_slots = batch.reward.shape[1], batch.obs.shape[1]
-        if num_slots == 1 and num_steps == 1:
-            # one step, no tail: TD(lambda) never reads bootstrap slot 0, so skip the targets
-            boot = jnp.zeros((batch.reward.shape[0], 2), jnp.float32)
-        else:
-            boot = bootstrap_values(state, ctx)
-            if num_slots == num_steps:  # tail dropped: every episode terminated, Qbar_T unused
-                boot = jnp.concatenate([boot, jnp.zeros_like(boot[:, :1])], axis=1)
-        boot = jax.lax.stop_gradient(boot)
+        boot = ctx.bootstrap
+        if batch.obs.shape[1] == batch.reward.shape[1]:
+            # tail dropped: every episode terminated, so Qbar_T is never used
+            boot = jnp.concatenate([boot, jnp.zeros_like(boot[:, :1])], axis=1)
         return td_lambda_targets(batch.reward, batch.terminated, ctx.mask, boot, hp.gamma, hp.td_lambda)
 
     def loss_fn(diff, agent_qs, ctx: LossContext, hp: HParams):
@@ -158,7 +156,9 @@ def make_learner(
         q_tot = mixer.apply(diff["mixer"], mix)  # [B, T]
         ctx = ctx.replace(q_tot=jax.lax.stop_gradient(q_tot))
         weights = jax.lax.stop_gradient(algo.weighting(ctx, hp))  # [B, T]
-        loss_q_tot = masked_weighted_mse(q_tot, ctx.targets, weights, ctx.mask)
+        loss_q_tot = algo.q_tot_loss_scale * masked_weighted_mse(
+            q_tot, ctx.targets, weights, ctx.mask
+        )
         n = jnp.maximum(ctx.mask.sum(), 1.0)
         metrics = {
             "train/loss_q_tot": loss_q_tot,
@@ -215,12 +215,20 @@ def make_learner(
             targets=jnp.zeros(batch.reward.shape, jnp.float32),
             mask=batch.filled.astype(jnp.float32),
             t_env=jnp.asarray(t_env, jnp.float32),
+            bootstrap=jnp.zeros(batch.obs.shape[:2], jnp.float32),
+            prev_grad_norm=state.last_grad_norm,
         )
-        ctx = ctx.replace(targets=jax.lax.stop_gradient(td_targets(state, ctx, hp)))
+        one_step = batch.obs.shape[1] == 1 and batch.reward.shape[1] == 1
+        if algo.weighting_reads_bootstrap or not one_step:
+            # TD(lambda) never reads bootstrap slot 0, so a one-step batch without tail skips it
+            ctx = ctx.replace(bootstrap=jax.lax.stop_gradient(bootstrap_values(state, ctx)))
+        ctx = ctx.replace(targets=jax.lax.stop_gradient(td_targets(ctx, hp)))
         params, extra_opt_states, metrics = pre_update(state, ctx, hp, first_call)
-        ctx = ctx.replace(
-            extras_out={e.name: e.outputs(params["extras"][e.name], ctx) for e in algo.extras}
-        )
+        extras_out = {}
+        for e in extras:
+            extras_out[e.name], extra_metrics = e.outputs(params["extras"][e.name], ctx, hp)
+            metrics.update(extra_metrics)
+        ctx = ctx.replace(extras_out=extras_out)
         main = main_params(params)
         diff = {"mixer": main["mixer"], "extras": main["extras"]}
         grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
@@ -237,13 +245,15 @@ def make_learner(
             update_targets, lambda: params, lambda: state.target_params
         )
         metrics.update(loss_metrics)
-        metrics["train/grad_norm"] = optax.global_norm(grads)
+        grad_norm = optax.global_norm(grads)
+        metrics["train/grad_norm"] = grad_norm
         new_state = LearnerState(
             params=params,
             target_params=target_params,
             opt_state=opt_state,
             extra_opt_states=extra_opt_states,
             num_updates=state.num_updates + 1,
+            last_grad_norm=jnp.minimum(grad_norm, hp.grad_norm_clip),
         )
         return new_state, metrics
 

@@ -26,9 +26,16 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         "epsilon_finish": 1.0,
         "test_interval": 1000,
         "test_nepisode": 8,
+        "no_weighted_steps": 0,
     },
     # predator-prey: epsilon 1 -> 0.05 over 500k, 5.05M steps, 16 test episodes / 10k
-    "stag_hunt": {"t_max": 5_050_000, "test_interval": 10_000, "test_nepisode": 16},
+    # C = 1 for predator-prey (README of the reference code)
+    "stag_hunt": {
+        "t_max": 5_050_000,
+        "test_interval": 10_000,
+        "test_nepisode": 16,
+        "recognition_threshold": 1.0,
+    },
 }
 
 _FAMILY = {"matrix": "matrix", "matrix_pow": "matrix", "matrix_wqmix": "matrix", "stag_hunt": "stag_hunt"}

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Callable
 
-from powmarl.algos import qmix, vdn
+from powmarl.algos import pow, qmix, qplex, vdn, wqmix
 from powmarl.algos.base import Algorithm, Extra, LossContext, WeightingRule
 
-_REGISTRY: dict[str, Callable[[], Algorithm]] = {"qmix": qmix.make, "vdn": vdn.make}
+_REGISTRY: dict[str, Callable[[], Algorithm]] = {
+    "qmix": qmix.make,
+    "vdn": vdn.make,
+    "cw_qmix": wqmix.make_cw,
+    "ow_qmix": wqmix.make_ow,
+    "pow_qmix": pow.make_pow_qmix,
+    "pow_vdn": pow.make_pow_vdn,
+    "qplex": qplex.make_qplex,
+    "pow_qplex": qplex.make_pow_qplex,
+}
 
 
 def register(name: str, factory: Callable[[], Algorithm]) -> None:

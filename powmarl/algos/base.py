@@ -30,6 +30,8 @@ class LossContext:
     targets: Array  # [B, T] TD(lambda) targets y
     mask: Array  # [B, T] float32 real transitions
     t_env: Array  # [] env steps so far
+    bootstrap: Array  # [B, N] target values at the greedy joint actions (before TD(lambda))
+    prev_grad_norm: Array  # [] clipped global grad norm of the previous main step (0 at first)
     q_tot: Array | None = None  # [B, T] the factored value of the taken actions
     extras_out: dict[str, Any] = flax.struct.field(default_factory=dict)
 
@@ -51,6 +53,10 @@ class Extra:
     own_optimiser: bool = False
     supplies_bootstrap: bool = False
 
+    def bind(self, cfg: Config, spec: EnvSpec) -> "Extra":
+        """This extra configured for ``cfg`` and ``spec`` (the learner calls it first)."""
+        return self
+
     def init(self, key, cfg: Config, spec: EnvSpec, example: EpisodeBatch, input_dim: int) -> Any:
         return {}
 
@@ -61,9 +67,10 @@ class Extra:
         """Own-optimiser training; returns (params, opt_state, metrics)."""
         return params, opt_state, {}
 
-    def outputs(self, params, ctx: LossContext) -> dict[str, Array]:
-        """Values other parts read from ``ctx.extras_out[name]`` (e.g. a recognition gap)."""
-        return {}
+    def outputs(self, params, ctx: LossContext, hp: HParams):
+        """(values, metrics): values are read by rules from ``ctx.extras_out[name]``
+        (e.g. a recognition gap); metrics are logged."""
+        return {}, {}
 
     def joint_loss(self, params, ctx: LossContext, hp: HParams) -> tuple[Array, dict[str, Array]]:
         """A loss added to the main objective (differentiated w.r.t. ``params``)."""
@@ -83,6 +90,13 @@ class Algorithm:
     make_mixer: Callable[[Config, EnvSpec], nn.Module]
     weighting: WeightingRule
     extras: tuple[Extra, ...] = ()
+    #: Config/HParams values this algorithm's reference configuration sets.
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Multiplies the (1/2-scaled) Q_tot loss; WQMIX's learner has no 1/2 there (scale 2).
+    q_tot_loss_scale: float = 1.0
+    #: The weighting rule reads ``ctx.bootstrap`` at the current step (CW-QMIX), so it is
+    #: needed even where TD(lambda) would not read it (one-step batches).
+    weighting_reads_bootstrap: bool = False
 
     def __post_init__(self):
         names = [e.name for e in self.extras]

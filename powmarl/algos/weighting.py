@@ -13,3 +13,26 @@ def uniform(ctx: LossContext, hp: HParams) -> Array:
     """w = 1 everywhere: plain QMIX/VDN/QPLEX regression."""
     del hp
     return jnp.ones_like(ctx.targets)
+
+
+def central(ctx: LossContext, hp: HParams) -> Array:
+    """CW-QMIX: w = 1 if the joint action is the greedy one or y > Q*_target(s, a_hat),
+    else alpha. Q*_target(s, a_hat) is the bootstrap value at the current step."""
+    steps = ctx.targets.shape[1]
+    is_greedy = jnp.all(ctx.batch.actions == ctx.greedy_actions[:, :steps], axis=-1)
+    larger = ctx.targets > ctx.bootstrap[:, :steps]
+    return jnp.where(is_greedy | larger, 1.0, hp.alpha)
+
+
+def optimistic(ctx: LossContext, hp: HParams) -> Array:
+    """OW-QMIX: w = 1 where Q_tot < y (the target is better than the estimate), else alpha."""
+    return jnp.where(ctx.q_tot < ctx.targets, 1.0, hp.alpha)
+
+
+def potentially_optimal(ctx: LossContext, hp: HParams) -> Array:
+    """POW: w = pow_weight (1) on A_r = {a : |Q_r(s, a) - Q_r(s, a_hat)| < C}, alpha (0)
+    elsewhere; uniform while t_env <= no_weighted_steps (the reference warm-up)."""
+    gap = ctx.extras_out["recogniser"]["gap"]
+    inside = (jnp.abs(gap) < hp.recognition_threshold) & (ctx.mask > 0)
+    weighted = jnp.where(inside, hp.pow_weight, hp.alpha)
+    return jnp.where(ctx.t_env > hp.no_weighted_steps, weighted, jnp.ones_like(weighted))

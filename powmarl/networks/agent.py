@@ -15,7 +15,8 @@ from powmarl.types import Array
 
 
 class RNNAgent(nn.Module):
-    """One step of the agent network: (hidden [N, H], inputs [N, I]) -> (hidden, q [N, U])."""
+    """One step of the agent network: (hidden [N, H] or None for zeros, inputs [N, I])
+    -> (hidden [N, H], q [N, U])."""
 
     hidden_dim: int
     num_actions: int
@@ -66,17 +67,16 @@ def unroll_agent(
 ) -> Array:  # [B, T, A, U]
     """Run the agent network over whole episodes from a zero hidden state.
 
-    The first step is peeled out of the scan so XLA sees the zero hidden state as a
-    constant and drops its recurrent matmuls (half the GRU work of a one-step game).
+    The first step is peeled out of the scan and run without the recurrent matmul
+    (its hidden state is zero): half the GRU work of a one-step game.
     """
     batch, num_steps, num_agents, _ = inputs.shape
-    hidden0 = jnp.zeros((batch * num_agents, module.hidden_dim), jnp.float32)
 
     def step(hidden, x_t):  # x_t [B, A, I]
         hidden, q = module.apply(params, hidden, x_t.reshape(batch * num_agents, -1))
         return hidden, q.reshape(batch, num_agents, -1)
 
-    hidden, q0 = step(hidden0, inputs[:, 0])
+    hidden, q0 = step(None, inputs[:, 0])
     if num_steps == 1:
         return q0[:, None]
     _, qs = jax.lax.scan(step, hidden, jnp.swapaxes(inputs[:, 1:], 0, 1))

@@ -59,6 +59,7 @@ class GRUCell(nn.Module):
     r = sigma(W_ir x + b_ir + W_hr h + b_hr), z = sigma(W_iz x + b_iz + W_hz h + b_hz),
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h.
     Everything is drawn from U(-1/sqrt(H), 1/sqrt(H)); no orthogonal (QR) initialiser.
+    ``hidden=None`` means a zero hidden state and skips the recurrent matmul.
     """
 
     hidden_dim: int
@@ -72,7 +73,11 @@ class GRUCell(nn.Module):
         b_i = self.param("b_input", init, (3 * h,))
         b_h = self.param("b_hidden", init, (3 * h,))
         gi = x @ w_i + b_i
-        gh = hidden @ w_h + b_h
+        if hidden is None:  # episode start: W_h h = 0
+            hidden = jnp.zeros((*x.shape[:-1], h), x.dtype)
+            gh = jnp.broadcast_to(b_h, gi.shape)
+        else:
+            gh = hidden @ w_h + b_h
         r = nn.sigmoid(gi[..., :h] + gh[..., :h])
         z = nn.sigmoid(gi[..., h : 2 * h] + gh[..., h : 2 * h])
         n = jnp.tanh(gi[..., 2 * h :] + r * gh[..., 2 * h :])

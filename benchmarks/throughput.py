@@ -1,0 +1,140 @@
+"""Throughput, compile time and peak memory of whole training (rollouts + learning).
+
+Each configuration runs in its own subprocess so its peak memory is its own.
+
+    python benchmarks/throughput.py                       # stag_hunt QMIX, 1 and 5 seeds
+    python benchmarks/throughput.py --env matrix_pow --full-run --t-max 50000 --seeds 5
+    python benchmarks/throughput.py --algo vdn --seeds 1 5 --chunks 3 --json out.json
+
+Steady-state numbers are measured after the buffer holds a batch (the learner runs
+every iteration), over ``--chunks`` chunks, excluding compilation, which is timed
+separately (ahead-of-time ``lower().compile()``). ``--full-run`` instead times a whole
+``powmarl.train`` call, compilation included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def _tree_bytes(tree) -> int:
+    import jax
+
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def measure_steady(env_id: str, env_args: dict, algo: str, num_seeds: int, chunks: int, overrides):
+    import jax
+    import jax.numpy as jnp
+
+    import powmarl
+    from powmarl.api import resolve_settings
+    from powmarl.runners.jax_runner import make_runner
+
+    env = powmarl.envs.make(env_id, **env_args)
+    algorithm = powmarl.algos.make(algo)
+    cfg, hp = resolve_settings(env, overrides, algorithm)
+    runner = make_runner(cfg, env, algorithm)
+    env_params = env.default_params()
+    keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds, dtype=jnp.uint32))
+    hp_arrays = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), hp)
+    start = time.perf_counter()
+    init = jax.jit(jax.vmap(runner.init, in_axes=(0, None))).lower(keys, env_params).compile()
+    state = init(keys, env_params)
+    jax.block_until_ready(state)
+    init_s = time.perf_counter() - start
+    chunk_fn = jax.jit(
+        jax.vmap(runner.run_chunk, in_axes=(0, None, None, None), axis_name="seed"),
+        donate_argnums=0,
+    )
+    start = time.perf_counter()
+    compiled = chunk_fn.lower(state, hp_arrays, env_params, jnp.int32(0)).compile()
+    compile_s = time.perf_counter() - start
+    buffer_bytes = _tree_bytes(state.buffer) // num_seeds
+    it = 0
+    while True:  # warm up until every iteration of a chunk calls the learner
+        state, metrics = compiled(state, hp_arrays, env_params, jnp.int32(it))
+        it += runner.iters_per_chunk
+        if float(jax.device_get(metrics["train/learner_calls"]).min()) == runner.iters_per_chunk:
+            break
+    t0 = jax.device_get(metrics["t_env"]).astype(float)
+    start = time.perf_counter()
+    for _ in range(chunks):
+        state, metrics = compiled(state, hp_arrays, env_params, jnp.int32(it))
+        it += runner.iters_per_chunk
+    metrics = jax.device_get(metrics)
+    wall = time.perf_counter() - start
+    steps = float((metrics["t_env"].astype(float) - t0).sum())
+    calls = chunks * runner.iters_per_chunk
+    return {
+        "env": env_id, "env_args": env_args, "algo": algo, "seeds": num_seeds,
+        "num_envs": cfg.num_envs, "batch_size": cfg.batch_size, "buffer_size": cfg.buffer_size,
+        "env_steps_per_s_per_seed": steps / num_seeds / wall,
+        "env_steps_per_s_total": steps / wall,
+        "s_per_learner_call_all_seeds": wall / calls,
+        "init_compile_s": init_s, "chunk_compile_s": compile_s,
+        "buffer_mib_per_seed": buffer_bytes / 2**20,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
+    }
+
+
+def measure_full(env_id: str, env_args: dict, algo: str, num_seeds: int, t_max: int, overrides):
+    start = time.perf_counter()
+    import powmarl
+
+    env = powmarl.envs.make(env_id, **env_args)
+    result = powmarl.train(algo, env, seeds=range(num_seeds), t_max=t_max, progress=False,
+                           **overrides)
+    wall = time.perf_counter() - start
+    return {
+        "env": env_id, "algo": algo, "seeds": num_seeds, "t_max": t_max,
+        "wall_s_including_import_and_compile": wall,
+        "final_eval_return": result.final_eval_return.tolist(),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="stag_hunt")
+    parser.add_argument("--env-arg", action="append", default=[], metavar="KEY=JSON")
+    parser.add_argument("--algo", default="qmix")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--chunks", type=int, default=2, help="steady-state chunks to time")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
+    parser.add_argument("--full-run", action="store_true", help="time a whole train() call")
+    parser.add_argument("--t-max", type=int, default=50_000)
+    parser.add_argument("--json", default=None, help="append results as JSON lines here")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    env_args = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.env_arg)}
+    overrides = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.set)}
+    if args.one:
+        fn = measure_full if args.full_run else measure_steady
+        extra = args.t_max if args.full_run else args.chunks
+        print(json.dumps(fn(args.env, env_args, args.algo, args.seeds[0], extra, overrides)))
+        return
+    for num_seeds in args.seeds:
+        cmd = [sys.executable, __file__, "--one", "--env", args.env, "--algo", args.algo,
+               "--seeds", str(num_seeds), "--chunks", str(args.chunks), "--t-max", str(args.t_max)]
+        cmd += [f"--env-arg={a}" for a in args.env_arg] + [f"--set={a}" for a in args.set]
+        cmd += ["--full-run"] if args.full_run else []
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            print(out.stderr[-3000:], file=sys.stderr)
+            sys.exit(out.returncode)
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        print(json.dumps(row, indent=1))
+        if args.json:
+            with open(args.json, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Extra networks beside the agent and mixer: WQMIX's unrestricted Q* and POW's Q_r."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from powmarl.algos.base import Extra, LossContext
+from powmarl.config import Config, HParams
+from powmarl.core.losses import masked_weighted_mse
+from powmarl.networks.agent import RNNAgent, unroll_agent
+from powmarl.networks.central import CentralMixer
+from powmarl.networks.recogniser import Recogniser
+from powmarl.types import EnvSpec
+
+
+def take(values, index):
+    return jnp.take_along_axis(values, index[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def taken(ctx: LossContext):
+    """(number of steps T, taken actions [B, T, A], their one-hot [B, T, A, U])."""
+    actions = ctx.batch.actions.astype(jnp.int32)
+    return actions.shape[1], actions, jax.nn.one_hot(actions, ctx.agent_qs.shape[-1])
+
+
+@dataclasses.dataclass(frozen=True)
+class CentralQ(Extra):
+    """Q*(s, tau, a): its own GRU utilities and a feed-forward mixer (notes sec. 3.1, 6.4).
+
+    Trained by the main optimiser on 1/2 masked MSE to the shared targets; its target
+    copy, evaluated at the online greedy joint action, supplies the bootstrap.
+    """
+
+    name: str = "central"
+    supplies_bootstrap: bool = True
+    cfg: Config | None = None
+    spec: EnvSpec | None = None
+
+    def bind(self, cfg: Config, spec: EnvSpec) -> "CentralQ":
+        return dataclasses.replace(self, cfg=cfg, spec=spec)
+
+    @property
+    def agent(self) -> RNNAgent:
+        return RNNAgent(self.cfg.rnn_hidden_dim, self.spec.num_actions)
+
+    @property
+    def mixer(self) -> CentralMixer:
+        return CentralMixer(self.cfg.central_mixing_embed_dim)
+
+    def init(self, key, cfg, spec, example, input_dim):
+        agent_key, mixer_key = jax.random.split(key)
+        a = spec.num_agents
+        return {
+            "agent": self.agent.init(
+                agent_key, jnp.zeros((a, cfg.rnn_hidden_dim)), jnp.zeros((a, input_dim))
+            ),
+            "mixer": self.mixer.init(mixer_key, jnp.zeros((1, a)), jnp.zeros((1, spec.state_dim))),
+        }
+
+    def value(self, params, ctx: LossContext, actions):
+        """Q* of the joint action ``actions`` [B, T', A] at the first T' slots -> [B, T']."""
+        steps = actions.shape[1]
+        qs = unroll_agent(self.agent, params["agent"], ctx.agent_inputs[:, :steps])
+        return self.mixer.apply(params["mixer"], take(qs, actions), ctx.batch.state[:, :steps])
+
+    def bootstrap(self, params, target_params, ctx: LossContext):
+        return self.value(target_params, ctx, ctx.greedy_actions)
+
+    def joint_loss(self, params, ctx: LossContext, hp: HParams):
+        _, actions, _ = taken(ctx)
+        q_star = self.value(params, ctx, actions)
+        loss = masked_weighted_mse(q_star, ctx.targets, jnp.ones_like(q_star), ctx.mask)
+        n = jnp.maximum(ctx.mask.sum(), 1.0)
+        return loss, {"central/loss": loss, "central/q_mean": (q_star * ctx.mask).sum() / n}
+
+
+@dataclasses.dataclass(frozen=True)
+class RecogniserQ(Extra):
+    """POW's Q_r with its own Adam, K steps per learner call before the weights are read
+    (notes sec. 3.7): 20 on the first call, 10 after; utilities are fixed inputs."""
+
+    name: str = "recogniser"
+    own_optimiser: bool = True
+    cfg: Config | None = None
+    spec: EnvSpec | None = None
+
+    def bind(self, cfg: Config, spec: EnvSpec) -> "RecogniserQ":
+        return dataclasses.replace(self, cfg=cfg, spec=spec)
+
+    @property
+    def module(self) -> Recogniser:
+        c = self.cfg
+        return Recogniser(c.lambda_hypernet_embed, c.lambda_mixing_embed, c.v_embed_dim)
+
+    def init(self, key, cfg, spec, example, input_dim):
+        a, u = spec.num_agents, spec.num_actions
+        return self.module.init(
+            key, jnp.zeros((1, a)), jnp.zeros((1, spec.state_dim)), jnp.zeros((1, a, u))
+        )
+
+    def init_opt_state(self, params) -> Any:
+        return optax.adam(1e-3).init(params)
+
+    def _inputs(self, ctx: LossContext):
+        steps, actions, onehot = taken(ctx)
+        advantages = take(ctx.agent_qs[:, :steps], actions) - ctx.max_qs[:, :steps]
+        return jax.lax.stop_gradient(advantages), ctx.batch.state[:, :steps], onehot
+
+    def _clip(self, grads, ctx: LossContext, hp: HParams):
+        """PyTorch ``clip_grad_norm_``; 'reference' also counts the stale main-step gradients
+        the authors' call leaves on every other parameter (notes sec. 3.7 quirk)."""
+        norm_sq = jnp.square(optax.global_norm(grads))
+        if self.cfg.recogniser_clip == "reference":
+            norm_sq = norm_sq + jnp.square(ctx.prev_grad_norm)
+        scale = jnp.minimum(1.0, hp.grad_norm_clip / (jnp.sqrt(norm_sq) + 1e-6))
+        return jax.tree.map(lambda g: g * scale, grads)
+
+    def pre_update(self, params, opt_state, ctx: LossContext, hp: HParams, first_call):
+        advantages, states, onehot = self._inputs(ctx)
+        module, optimiser = self.module, optax.adam(hp.lr)
+
+        def loss_fn(p):
+            q_r, _ = module.apply(p, advantages, states, onehot)
+            return masked_weighted_mse(q_r, ctx.targets, jnp.ones_like(q_r), ctx.mask)
+
+        def step(_, carry):
+            p, o, _ = carry
+            loss, grads = jax.value_and_grad(loss_fn)(p)
+            updates, o = optimiser.update(self._clip(grads, ctx, hp), o, p)
+            return optax.apply_updates(p, updates), o, loss
+
+        steps = jnp.where(first_call, self.cfg.recogniser_first_updates, self.cfg.recogniser_updates)
+        params, opt_state, loss = jax.lax.fori_loop(
+            0, steps, step, (params, opt_state, jnp.zeros((), jnp.float32))
+        )
+        return params, opt_state, {"pow/recogniser_loss": loss}
+
+    def outputs(self, params, ctx: LossContext, hp: HParams):
+        advantages, states, onehot = self._inputs(ctx)
+        q_r, gap = self.module.apply(params, advantages, states, onehot)
+        inside = (jnp.abs(gap) < hp.recognition_threshold) * ctx.mask
+        n = jnp.maximum(ctx.mask.sum(), 1.0)
+        metrics = {
+            "pow/in_set_fraction": inside.sum() / n,
+            "pow/gap_mean": (jnp.abs(gap) * ctx.mask).sum() / n,
+        }
+        return {"q_r": q_r, "gap": gap}, metrics
