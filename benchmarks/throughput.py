@@ -72,15 +72,22 @@ def measure_steady(env_id: str, env_args: dict, algo: str, num_seeds: int, chunk
     steps = float((metrics["t_env"].astype(float) - t0).sum())
     calls = chunks * runner.iters_per_chunk
     return {
-        "env": env_id, "env_args": env_args, "algo": algo, "seeds": num_seeds,
-        "num_envs": cfg.num_envs, "batch_size": cfg.batch_size, "buffer_size": cfg.buffer_size,
+        "env": env_id,
+        "env_args": env_args,
+        "algo": algo,
+        "seeds": num_seeds,
+        "num_envs": cfg.num_envs,
+        "batch_size": cfg.batch_size,
+        "buffer_size": cfg.buffer_size,
         "env_steps_per_s_per_seed": steps / num_seeds / wall,
         "env_steps_per_s_total": steps / wall,
         "s_per_learner_call_all_seeds": wall / calls,
-        "init_compile_s": init_s, "chunk_compile_s": compile_s,
+        "init_compile_s": init_s,
+        "chunk_compile_s": compile_s,
         "buffer_mib_per_seed": buffer_bytes / 2**20,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
+        "device": jax.devices()[0].device_kind,
+        "backend": jax.default_backend(),
     }
 
 
@@ -89,11 +96,15 @@ def measure_full(env_id: str, env_args: dict, algo: str, num_seeds: int, t_max: 
     import powmarl
 
     env = powmarl.envs.make(env_id, **env_args)
-    result = powmarl.train(algo, env, seeds=range(num_seeds), t_max=t_max, progress=False,
-                           **overrides)
+    result = powmarl.train(
+        algo, env, seeds=range(num_seeds), t_max=t_max, progress=False, **overrides
+    )
     wall = time.perf_counter() - start
     return {
-        "env": env_id, "algo": algo, "seeds": num_seeds, "t_max": t_max,
+        "env": env_id,
+        "algo": algo,
+        "seeds": num_seeds,
+        "t_max": t_max,
         "wall_s_including_import_and_compile": wall,
         "final_eval_return": result.final_eval_return.tolist(),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -121,11 +132,24 @@ def main() -> None:
         print(json.dumps(fn(args.env, env_args, args.algo, args.seeds[0], extra, overrides)))
         return
     for num_seeds in args.seeds:
-        cmd = [sys.executable, __file__, "--one", "--env", args.env, "--algo", args.algo,
-               "--seeds", str(num_seeds), "--chunks", str(args.chunks), "--t-max", str(args.t_max)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            "--env",
+            args.env,
+            "--algo",
+            args.algo,
+            "--seeds",
+            str(num_seeds),
+            "--chunks",
+            str(args.chunks),
+            "--t-max",
+            str(args.t_max),
+        ]
         cmd += [f"--env-arg={a}" for a in args.env_arg] + [f"--set={a}" for a in args.set]
         cmd += ["--full-run"] if args.full_run else []
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        out = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stderr[-3000:], file=sys.stderr)
             sys.exit(out.returncode)

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from powmarl import algos, envs  # noqa: E402
-from powmarl.api import TrainResult, train  # noqa: E402
+from powmarl import algos, envs
+from powmarl.api import TrainResult, train
 
-__all__ = ["TrainResult", "algos", "envs", "train", "__version__"]
+__all__ = ["TrainResult", "__version__", "algos", "envs", "train"]

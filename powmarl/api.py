@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +32,6 @@ class TrainResult:
     params: Any  # learner parameters, leaves [S, ...]
     env_params: Any
     runner: Runner
-    mixer: Any
     run_dir: Path | None = None
 
     def _column(self, name: str) -> np.ndarray:
@@ -60,12 +60,13 @@ class TrainResult:
         return jax.tree.map(lambda x: x[i], self.params)
 
     def tables(self) -> list[dict[str, np.ndarray]]:
-        """One-step games: greedy joint action, Q_i and the Q_tot table, per seed."""
+        """One-step games, per seed: greedy joint action, Q_i, and the tables of Q_tot and of
+        the extras that have one ("central" = Q*, "recogniser" = Q_r)."""
         if self.env.spec.episode_limit != 1:
             raise ValueError("tables: only defined for one-step games (episode_limit 1)")
         key = jax.random.key(0)
         return [
-            one_step_tables(self.runner, self.mixer, self.env, self.seed_params(i), self.env_params, key)
+            one_step_tables(self.runner, self.env, self.seed_params(i), self.env_params, key)
             for i in range(len(self.seeds))
         ]
 
@@ -91,8 +92,12 @@ def _versions() -> dict[str, str]:
 
     from powmarl import __version__
 
-    return {"powmarl": __version__, "jax": jax.__version__, "flax": flax.__version__,
-            "optax": optax.__version__}
+    return {
+        "powmarl": __version__,
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+    }
 
 
 def train(
@@ -133,11 +138,34 @@ def train(
     }
     writer = MetricsWriter(prepare_run_dir(run_dir, record)) if run_dir is not None else None
     params, rows = _drive(runner, cfg, hp, env_params, seeds, writer, progress, algorithm.name)
-    return TrainResult(
-        algo=algorithm.name, env=env, seeds=seeds, config=cfg, hparams=hp, metrics=rows,
-        params=params, env_params=env_params, runner=runner,
-        mixer=algorithm.make_mixer(cfg, env.spec), run_dir=Path(run_dir) if run_dir else None,
+    result = TrainResult(
+        algo=algorithm.name,
+        env=env,
+        seeds=seeds,
+        config=cfg,
+        hparams=hp,
+        metrics=rows,
+        params=params,
+        env_params=env_params,
+        runner=runner,
+        run_dir=Path(run_dir) if run_dir else None,
     )
+    if result.run_dir is not None and env.spec.episode_limit == 1:
+        save_tables(result)
+    return result
+
+
+def save_tables(result: TrainResult) -> None:
+    """Write the one-step tables of every seed to ``tables.json`` in the run directory."""
+    import json
+
+    from powmarl.io.run_dir import atomic_write_text
+
+    tables = {
+        str(seed): {k: np.asarray(v).tolist() for k, v in tab.items()}
+        for seed, tab in zip(result.seeds, result.tables())
+    }
+    atomic_write_text(result.run_dir / "tables.json", json.dumps(tables, indent=1))
 
 
 def _drive(runner: Runner, cfg, hp, env_params, seeds, writer, show_progress, label):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 class UsageError(Exception):
@@ -67,7 +68,9 @@ def _coerce_env_args(env_id: str, raw: dict[str, str]) -> dict[str, Any]:
             try:
                 out[key] = json.loads(value)
             except json.JSONDecodeError:
-                raise UsageError(f"--env-arg: {key} must be JSON (e.g. [[1,0],[0,1]]), got {value!r}")
+                raise UsageError(
+                    f"--env-arg: {key} must be JSON (e.g. [[1,0],[0,1]]), got {value!r}"
+                )
     return out
 
 
@@ -93,12 +96,18 @@ def cmd_train(args) -> int:
         overrides["t_max"] = args.t_max
     env = make_env(env_id, **env_args)
     result = train(
-        algo, env, seeds=parse_seeds(args.seeds), run_dir=args.run_dir,
-        progress=not args.no_progress, **overrides,
+        algo,
+        env,
+        seeds=parse_seeds(args.seeds),
+        run_dir=args.run_dir,
+        progress=not args.no_progress,
+        **overrides,
     )
     ret = result.final_eval_return
-    print(f"{result.algo} on {env_id}: final greedy test return per seed "
-          f"{', '.join(f'{r:.3f}' for r in ret)} (mean {ret.mean():.3f})")
+    print(
+        f"{result.algo} on {env_id}: final greedy test return per seed "
+        f"{', '.join(f'{r:.3f}' for r in ret)} (mean {ret.mean():.3f})"
+    )
     if args.run_dir:
         print(f"run directory: {args.run_dir}")
     return 0
@@ -140,8 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--env", help="environment id (powmarl list)")
     train.add_argument("--preset", help="a paper experiment: sets algo, env and settings")
     train.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="any hyperparameter (powmarl list)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any hyperparameter (powmarl list)",
+    )
     train.add_argument("--seeds", default="0", help="e.g. 0-4 or 0,3,7 (default 0)")
     train.add_argument("--t-max", type=int, default=None, help="env steps per seed")
     train.add_argument("--run-dir", default=None, help="write config.json and metrics.jsonl here")

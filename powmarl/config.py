@@ -55,7 +55,7 @@ class Config:
     obs_last_action: bool | None = _f(None, "feed one-hot last action (None: env default)")
     obs_agent_id: bool | None = _f(None, "feed one-hot agent id (None: env default)")
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         _check_ranges(self)
         if self.recogniser_clip not in ("reference", "own"):
             raise ValueError(
@@ -88,7 +88,7 @@ class HParams:
         100_000.0, "POW warm-up: unweighted Q_tot loss until t_env exceeds this", 0.0
     )
 
-    def validate(self) -> "HParams":
+    def validate(self) -> HParams:
         _check_ranges(self)
         return self
 
@@ -164,7 +164,10 @@ def apply_overrides(cfg: Config, hp: HParams, overrides: dict[str, Any]) -> tupl
 
 
 def to_dict(cfg: Config, hp: HParams) -> dict[str, Any]:
-    return {"config": dataclasses.asdict(cfg), "hparams": {k: float(v) for k, v in vars(hp).items()}}
+    return {
+        "config": dataclasses.asdict(cfg),
+        "hparams": {k: float(v) for k, v in vars(hp).items()},
+    }
 
 
 def from_dict(data: dict[str, Any]) -> tuple[Config, HParams]:

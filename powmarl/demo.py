@@ -39,7 +39,9 @@ def run_demo(seeds=(0, 1, 2, 3, 4), t_max: int = 50_000, algos=None, env_id="mat
     payoff = np.asarray(env.payoff)
     optimum = float(payoff.max())
     console.print(f"[bold]{env_id}[/]: {len(seeds)} seeds x {t_max} env steps, uniform exploration")
-    console.print(_table("true payoff", payoff, tuple(np.unravel_index(payoff.argmax(), payoff.shape))))
+    console.print(
+        _table("true payoff", payoff, tuple(np.unravel_index(payoff.argmax(), payoff.shape)))
+    )
     summary = {}
     for name in algos or list(algo_registry.registered()):
         start = time.perf_counter()
@@ -51,12 +53,19 @@ def run_demo(seeds=(0, 1, 2, 3, 4), t_max: int = 50_000, algos=None, env_id="mat
             joint = tuple(int(a) for a in tab["greedy_actions"])
             rows.append((seed, joint, float(payoff[joint])))
         found = sum(p == optimum for _, _, p in rows)
-        console.print(f"\n[bold]{name}[/]  ({wall:.1f} s, optimum {optimum:g} found in {found}/{len(seeds)} seeds)")
+        console.print(
+            f"\n[bold]{name}[/]  ({wall:.1f} s, optimum {optimum:g} found in {found}/{len(seeds)} seeds)"
+        )
         for seed, joint, value in rows:
             action = "".join(LETTERS[a] for a in joint)
             console.print(f"  seed {seed}: greedy joint action {action}  payoff {value:g}")
         q_tot = tables[0]["q_tot"]
-        console.print(_table(f"{name}: learned Q_tot, seed {seeds[0]}", q_tot,
-                             tuple(int(a) for a in tables[0]["greedy_actions"])))
+        console.print(
+            _table(
+                f"{name}: learned Q_tot, seed {seeds[0]}",
+                q_tot,
+                tuple(int(a) for a in tables[0]["greedy_actions"]),
+            )
+        )
         summary[name] = {"found": found, "rows": rows, "wall_s": wall}
     return summary

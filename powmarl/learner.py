@@ -16,7 +16,8 @@ functions. ``update`` is the same fixed sequence of steps for every algorithm:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.struct
 import jax
@@ -55,11 +56,20 @@ class Learner(NamedTuple):
     update: Callable[..., tuple[LearnerState, dict[str, Array]]]
     agent_inputs: Callable[[Array, Array], Array]
     input_dim: int
+    mixer: Any
+    extras: tuple  # the algorithm's extras, bound to this config and env
 
 
-def make_optimiser(hp: HParams) -> optax.GradientTransformation:
-    """Adam with global-norm clipping; hp values may be traced."""
-    return optax.chain(optax.clip_by_global_norm(hp.grad_norm_clip), optax.adam(hp.lr))
+def make_optimiser(hp: HParams, kind: str = "adam") -> optax.GradientTransformation:
+    """Global-norm clipping then Adam (PyTorch defaults) or RMSprop (PyMARL's alpha 0.99,
+    eps 1e-5 outside the square root, as PyTorch); hp values may be traced."""
+    if kind == "adam":
+        step = optax.adam(hp.lr)
+    elif kind == "rmsprop":
+        step = optax.rmsprop(hp.lr, decay=0.99, eps=1e-5, eps_in_sqrt=False)
+    else:
+        raise ValueError(f"optimiser: must be 'adam' or 'rmsprop', got {kind!r}")
+    return optax.chain(optax.clip_by_global_norm(hp.grad_norm_clip), step)
 
 
 def take(values: Array, index: Array) -> Array:
@@ -73,7 +83,9 @@ def make_learner(
     """Build the learner for ``algo`` on an environment with ``spec``."""
     agent = RNNAgent(cfg.rnn_hidden_dim, spec.num_actions)
     mixer = algo.make_mixer(cfg, spec)
-    input_dim = agent_input_dim(spec.obs_dim, spec.num_agents, spec.num_actions, last_action, agent_id)
+    input_dim = agent_input_dim(
+        spec.obs_dim, spec.num_agents, spec.num_actions, last_action, agent_id
+    )
     extras = tuple(e.bind(cfg, spec) for e in algo.extras)
     own = tuple(e for e in extras if e.own_optimiser)
     joint = tuple(e for e in extras if not e.own_optimiser)
@@ -106,14 +118,13 @@ def make_learner(
             "agent": agent_params,
             "mixer": mixer.init(mixer_key, mix_example),
             "extras": {
-                e.name: e.init(k, cfg, spec, example, input_dim)
-                for e, k in zip(extras, extra_keys)
+                e.name: e.init(k, cfg, spec, example, input_dim) for e, k in zip(extras, extra_keys)
             },
         }
         return LearnerState(
             params=params,
             target_params=params,
-            opt_state=make_optimiser(HParams()).init(main_params(params)),
+            opt_state=make_optimiser(HParams(), algo.optimiser).init(main_params(params)),
             extra_opt_states={e.name: e.init_opt_state(params["extras"][e.name]) for e in own},
             num_updates=jnp.zeros((), jnp.int32),
             last_grad_norm=jnp.zeros((), jnp.float32),
@@ -141,7 +152,9 @@ def make_learner(
         if batch.obs.shape[1] == batch.reward.shape[1]:
             # tail dropped: every episode terminated, so Qbar_T is never used
             boot = jnp.concatenate([boot, jnp.zeros_like(boot[:, :1])], axis=1)
-        return td_lambda_targets(batch.reward, batch.terminated, ctx.mask, boot, hp.gamma, hp.td_lambda)
+        return td_lambda_targets(
+            batch.reward, batch.terminated, ctx.mask, boot, hp.gamma, hp.td_lambda
+        )
 
     def loss_fn(diff, agent_qs, ctx: LossContext, hp: HParams):
         batch = ctx.batch
@@ -156,8 +169,12 @@ def make_learner(
         q_tot = mixer.apply(diff["mixer"], mix)  # [B, T]
         ctx = ctx.replace(q_tot=jax.lax.stop_gradient(q_tot))
         weights = jax.lax.stop_gradient(algo.weighting(ctx, hp))  # [B, T]
+        q_fit = q_tot
+        for e in joint:
+            term = e.residual(diff["extras"][e.name], ctx, hp)
+            q_fit = q_fit if term is None else q_fit + term
         loss_q_tot = algo.q_tot_loss_scale * masked_weighted_mse(
-            q_tot, ctx.targets, weights, ctx.mask
+            q_fit, ctx.targets, weights, ctx.mask
         )
         n = jnp.maximum(ctx.mask.sum(), 1.0)
         metrics = {
@@ -234,16 +251,14 @@ def make_learner(
         grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
         (_, loss_metrics), (grad_diff, grad_qs) = grad_fn(diff, agent_qs, ctx, hp)
         grads = {"agent": agent_vjp(grad_qs)[0], **grad_diff}
-        updates, opt_state = make_optimiser(hp).update(grads, state.opt_state, main)
+        updates, opt_state = make_optimiser(hp, algo.optimiser).update(grads, state.opt_state, main)
         main = optax.apply_updates(main, updates)
         params = {
             "agent": main["agent"],
             "mixer": main["mixer"],
             "extras": {**params["extras"], **main["extras"]},
         }
-        target_params = jax.lax.cond(
-            update_targets, lambda: params, lambda: state.target_params
-        )
+        target_params = jax.lax.cond(update_targets, lambda: params, lambda: state.target_params)
         metrics.update(loss_metrics)
         grad_norm = optax.global_norm(grads)
         metrics["train/grad_norm"] = grad_norm
@@ -257,4 +272,12 @@ def make_learner(
         )
         return new_state, metrics
 
-    return Learner(agent=agent, init=init, update=update, agent_inputs=agent_inputs, input_dim=input_dim)
+    return Learner(
+        agent=agent,
+        init=init,
+        update=update,
+        agent_inputs=agent_inputs,
+        input_dim=input_dim,
+        mixer=mixer,
+        extras=extras,
+    )

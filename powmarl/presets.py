@@ -38,7 +38,12 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 
-_FAMILY = {"matrix": "matrix", "matrix_pow": "matrix", "matrix_wqmix": "matrix", "stag_hunt": "stag_hunt"}
+_FAMILY = {
+    "matrix": "matrix",
+    "matrix_pow": "matrix",
+    "matrix_wqmix": "matrix",
+    "stag_hunt": "stag_hunt",
+}
 
 
 def env_defaults(env_id: str | None) -> dict[str, Any]:
@@ -46,21 +51,42 @@ def env_defaults(env_id: str | None) -> dict[str, Any]:
     return dict(ENV_DEFAULTS.get(_FAMILY.get(env_id or "", ""), {}))
 
 
+#: Every algorithm of notes sec. 4.3 that the paper's matrix-game and predator-prey runs use.
+ALGOS = (
+    "qmix",
+    "vdn",
+    "qplex",
+    "cw_qmix",
+    "ow_qmix",
+    "resq",
+    "pow_qmix",
+    "pow_vdn",
+    "pow_qplex",
+)
+
+
 def _build() -> dict[str, Preset]:
     presets: dict[str, Preset] = {}
-    for algo in ("qmix", "vdn"):
+    for algo in ALGOS:
         for game in ("matrix_pow", "matrix_wqmix"):
             presets[f"{algo}_{game}"] = Preset(
                 algo, game, {}, {}, f"{algo} on {game}, uniform exploration, 50k steps"
             )
         presets[f"{algo}_stag_hunt_p0"] = Preset(
-            algo, "stag_hunt", {"punishment": 0.0}, {},
+            algo,
+            "stag_hunt",
+            {"punishment": 0.0},
+            {},
             f"{algo} on predator-prey without punishment (PyMARL2 'Discrete PP'), 5.05M steps",
         )
         for p in (3, 4, 5):
             presets[f"{algo}_stag_hunt_p{p}"] = Preset(
-                algo, "stag_hunt", {"punishment": float(-p)}, {},
-                f"{algo} on predator-prey with mis-capture punishment -{p}, 5.05M steps",
+                algo,
+                "stag_hunt",
+                {"punishment": float(-p)},
+                {},
+                f"{algo} on predator-prey with mis-capture punishment -{p}, 5.05M steps"
+                + (", C = 1" if algo.startswith("pow") else ""),
             )
     return presets
 

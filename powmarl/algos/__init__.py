@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from powmarl.algos import pow, qmix, qplex, vdn, wqmix
+from powmarl.algos import pow, qmix, qplex, resq, vdn, wqmix
 from powmarl.algos.base import Algorithm, Extra, LossContext, WeightingRule
 
 _REGISTRY: dict[str, Callable[[], Algorithm]] = {
@@ -16,6 +16,7 @@ _REGISTRY: dict[str, Callable[[], Algorithm]] = {
     "pow_vdn": pow.make_pow_vdn,
     "qplex": qplex.make_qplex,
     "pow_qplex": qplex.make_pow_qplex,
+    "resq": resq.make,
 }
 
 

@@ -8,7 +8,8 @@ the algorithm's name.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import flax.struct
@@ -53,7 +54,7 @@ class Extra:
     own_optimiser: bool = False
     supplies_bootstrap: bool = False
 
-    def bind(self, cfg: Config, spec: EnvSpec) -> "Extra":
+    def bind(self, cfg: Config, spec: EnvSpec) -> Extra:
         """This extra configured for ``cfg`` and ``spec`` (the learner calls it first)."""
         return self
 
@@ -76,6 +77,18 @@ class Extra:
         """A loss added to the main objective (differentiated w.r.t. ``params``)."""
         return 0.0, {}
 
+    def joint_values(self, params, agent_inputs, state, joint, agent_qs, avail) -> Array | None:
+        """Diagnostics for one-step games: this extra's value of every joint action.
+
+        agent_inputs [1, 1, A, I] at the first step, state [X], joint [N, A] int,
+        agent_qs / avail [A, U] of the main agents. Returns [N], or None (no table).
+        """
+        return None
+
+    def residual(self, params, ctx: LossContext, hp: HParams) -> Array | None:
+        """A term [B, T] added to Q_tot in the Q_tot loss (ResQ's w_r Q_res), or None."""
+        return None
+
     def bootstrap(self, params, target_params, ctx: LossContext) -> Array:
         """Target values at the greedy joint actions, [B, N] (if ``supplies_bootstrap``)."""
         raise NotImplementedError
@@ -94,6 +107,8 @@ class Algorithm:
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: Multiplies the (1/2-scaled) Q_tot loss; WQMIX's learner has no 1/2 there (scale 2).
     q_tot_loss_scale: float = 1.0
+    #: "adam" (PyMARL2) or "rmsprop" (PyMARL's default, which the ResQ learner falls back to).
+    optimiser: str = "adam"
     #: The weighting rule reads ``ctx.bootstrap`` at the current step (CW-QMIX), so it is
     #: needed even where TD(lambda) would not read it (one-step batches).
     weighting_reads_bootstrap: bool = False

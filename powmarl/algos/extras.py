@@ -38,10 +38,12 @@ class CentralQ(Extra):
 
     name: str = "central"
     supplies_bootstrap: bool = True
+    #: 1 gives the 1/2-scaled MSE of WQMIX and POW; ResQ's learner has no 1/2 (2).
+    loss_scale: float = 1.0
     cfg: Config | None = None
     spec: EnvSpec | None = None
 
-    def bind(self, cfg: Config, spec: EnvSpec) -> "CentralQ":
+    def bind(self, cfg: Config, spec: EnvSpec) -> CentralQ:
         return dataclasses.replace(self, cfg=cfg, spec=spec)
 
     @property
@@ -71,10 +73,18 @@ class CentralQ(Extra):
     def bootstrap(self, params, target_params, ctx: LossContext):
         return self.value(target_params, ctx, ctx.greedy_actions)
 
+    def joint_values(self, params, agent_inputs, state, joint, agent_qs, avail):
+        qs = unroll_agent(self.agent, params["agent"], agent_inputs)[0, 0]  # [A, U]
+        chosen = jax.vmap(lambda a: take(qs, a))(joint)
+        states = jnp.broadcast_to(state, (joint.shape[0], *state.shape))
+        return self.mixer.apply(params["mixer"], chosen, states)
+
     def joint_loss(self, params, ctx: LossContext, hp: HParams):
         _, actions, _ = taken(ctx)
         q_star = self.value(params, ctx, actions)
-        loss = masked_weighted_mse(q_star, ctx.targets, jnp.ones_like(q_star), ctx.mask)
+        loss = self.loss_scale * masked_weighted_mse(
+            q_star, ctx.targets, jnp.ones_like(q_star), ctx.mask
+        )
         n = jnp.maximum(ctx.mask.sum(), 1.0)
         return loss, {"central/loss": loss, "central/q_mean": (q_star * ctx.mask).sum() / n}
 
@@ -89,7 +99,7 @@ class RecogniserQ(Extra):
     cfg: Config | None = None
     spec: EnvSpec | None = None
 
-    def bind(self, cfg: Config, spec: EnvSpec) -> "RecogniserQ":
+    def bind(self, cfg: Config, spec: EnvSpec) -> RecogniserQ:
         return dataclasses.replace(self, cfg=cfg, spec=spec)
 
     @property
@@ -134,11 +144,20 @@ class RecogniserQ(Extra):
             updates, o = optimiser.update(self._clip(grads, ctx, hp), o, p)
             return optax.apply_updates(p, updates), o, loss
 
-        steps = jnp.where(first_call, self.cfg.recogniser_first_updates, self.cfg.recogniser_updates)
+        steps = jnp.where(
+            first_call, self.cfg.recogniser_first_updates, self.cfg.recogniser_updates
+        )
         params, opt_state, loss = jax.lax.fori_loop(
             0, steps, step, (params, opt_state, jnp.zeros((), jnp.float32))
         )
         return params, opt_state, {"pow/recogniser_loss": loss}
+
+    def joint_values(self, params, agent_inputs, state, joint, agent_qs, avail):
+        best = jnp.max(jnp.where(avail, agent_qs, -jnp.inf), axis=-1)  # [A]
+        advantages = jax.vmap(lambda a: take(agent_qs, a))(joint) - best
+        states = jnp.broadcast_to(state, (joint.shape[0], *state.shape))
+        onehot = jax.nn.one_hot(joint, agent_qs.shape[-1])
+        return self.module.apply(params, advantages, states, onehot)[0]
 
     def outputs(self, params, ctx: LossContext, hp: HParams):
         advantages, states, onehot = self._inputs(ctx)
@@ -150,3 +169,27 @@ class RecogniserQ(Extra):
             "pow/gap_mean": (jnp.abs(gap) * ctx.mask).sum() / n,
         }
         return {"q_r": q_r, "gap": gap}, metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class Residual(Extra):
+    """ResQ's residual (v3, ``condition: max_action``): Q_jt = Q_tot + w_r Q_res with
+    Q_res = -|FF([s; q^res])| <= 0 from its own GRU utilities and a feed-forward mixer of
+    width ``central_mixing_embed_dim``, and w_r = 0 on the greedy joint action, 1 elsewhere.
+    Trained jointly through the Q_tot loss (``residual``); the greedy policy is Q_tot's."""
+
+    name: str = "residual"
+    cfg: Config | None = None
+    spec: EnvSpec | None = None
+
+    def bind(self, cfg: Config, spec: EnvSpec) -> Residual:
+        return dataclasses.replace(self, cfg=cfg, spec=spec)
+
+    def init(self, key, cfg, spec, example, input_dim):
+        return CentralQ().bind(cfg, spec).init(key, cfg, spec, example, input_dim)
+
+    def residual(self, params, ctx: LossContext, hp: HParams):
+        _, actions, _ = taken(ctx)
+        value = CentralQ().bind(self.cfg, self.spec).value(params, ctx, actions)
+        is_greedy = jnp.all(actions == ctx.greedy_actions[:, : actions.shape[1]], axis=-1)
+        return jnp.where(is_greedy, 0.0, 1.0) * -jnp.abs(value)

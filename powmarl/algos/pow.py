@@ -27,13 +27,15 @@ def _make(name: str, description: str, make_mixer, **defaults) -> Algorithm:
 
 def make_pow_qmix() -> Algorithm:
     return _make(
-        "pow_qmix", "POW-QMIX: QMIX trained on the recognised potentially optimal joint actions",
+        "pow_qmix",
+        "POW-QMIX: QMIX trained on the recognised potentially optimal joint actions",
         lambda cfg, spec: QMixer(cfg.mixing_embed_dim, cfg.hypernet_embed),
     )
 
 
 def make_pow_vdn() -> Algorithm:
     return _make(
-        "pow_vdn", "POW-VDN: VDN trained on the recognised potentially optimal joint actions",
+        "pow_vdn",
+        "POW-VDN: VDN trained on the recognised potentially optimal joint actions",
         lambda cfg, spec: VDNMixer(),
     )

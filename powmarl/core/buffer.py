@@ -23,7 +23,9 @@ class BufferState:
 def buffer_init(episode: EpisodeBatch, capacity: int) -> BufferState:
     """An empty buffer for episodes shaped like ``episode`` (unbatched leaves or ShapeDtypeStructs)."""
     data = jax.tree.map(lambda x: jnp.zeros((capacity, *x.shape), x.dtype), episode)
-    return BufferState(data=data, insert_pos=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32))
+    return BufferState(
+        data=data, insert_pos=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32)
+    )
 
 
 def buffer_capacity(state: BufferState) -> int:
@@ -35,7 +37,9 @@ def buffer_insert(state: BufferState, episodes: EpisodeBatch) -> BufferState:
     capacity = buffer_capacity(state)
     num_new = episodes.reward.shape[0]
     rows = (state.insert_pos + jnp.arange(num_new)) % capacity
-    data = jax.tree.map(lambda buf, new: buf.at[rows].set(new.astype(buf.dtype)), state.data, episodes)
+    data = jax.tree.map(
+        lambda buf, new: buf.at[rows].set(new.astype(buf.dtype)), state.data, episodes
+    )
     return BufferState(
         data=data,
         insert_pos=(state.insert_pos + num_new) % capacity,

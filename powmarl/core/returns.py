@@ -29,7 +29,9 @@ def td_lambda_targets(
 
     def backward(g_next, xs):
         r_t, d_t, m_t, q_next = xs
-        g_t = lambda_ * gamma * g_next + m_t * (r_t + (1.0 - lambda_) * gamma * (1.0 - d_t) * q_next)
+        g_t = lambda_ * gamma * g_next + m_t * (
+            r_t + (1.0 - lambda_) * gamma * (1.0 - d_t) * q_next
+        )
         return g_t, g_t
 
     xs = (rewards.T, done.T, mask.T, bootstrap[:, 1:].T)

@@ -46,11 +46,11 @@ register(
 )
 
 __all__ = [
+    "POW_PAYOFF",
+    "WQMIX_PAYOFF",
     "ConformanceError",
     "MatrixGame",
     "MultiAgentEnv",
-    "POW_PAYOFF",
-    "WQMIX_PAYOFF",
     "check",
     "env_kwargs",
     "make",

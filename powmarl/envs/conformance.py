@@ -42,7 +42,9 @@ def _check_timestep(ts: TimeStep, spec, where: str, errors: list[str], info_keys
     ):
         errors.append(f"{where}: some agent has no available action")
     if info_keys is not None and set(ts.info) != info_keys:
-        errors.append(f"{where}: info keys {sorted(ts.info)} differ from reset's {sorted(info_keys)}")
+        errors.append(
+            f"{where}: info keys {sorted(ts.info)} differ from reset's {sorted(info_keys)}"
+        )
     for k, v in ts.info.items():
         if jnp.shape(v) != ():
             errors.append(f"{where}: info[{k!r}] must be a scalar, got shape {jnp.shape(v)}")
@@ -94,28 +96,54 @@ def check(env, params=None, seed: int = 0, episodes: int = 2) -> None:
     key = jax.random.key(seed)
     for e in range(episodes):
         key, ep_key = jax.random.split(key)
-        plain = _play(env, params, ep_key, env.reset, env.step, errors, f"episode {e}",
-                      spec.episode_limit)
-        jitted = _play(env, params, ep_key, jax.jit(env.reset), jax.jit(env.step), errors,
-                       f"jit episode {e}", spec.episode_limit)
+        plain = _play(
+            env, params, ep_key, env.reset, env.step, errors, f"episode {e}", spec.episode_limit
+        )
+        jitted = _play(
+            env,
+            params,
+            ep_key,
+            jax.jit(env.reset),
+            jax.jit(env.step),
+            errors,
+            f"jit episode {e}",
+            spec.episode_limit,
+        )
         for t, (a, b) in enumerate(zip(plain, jitted), start=1):
-            if not np.allclose(np.asarray(a.obs, np.float32), np.asarray(b.obs, np.float32),
-                               atol=1e-5) or not np.isclose(float(a.reward), float(b.reward),
-                                                            atol=1e-5):
+            if not np.allclose(
+                np.asarray(a.obs, np.float32), np.asarray(b.obs, np.float32), atol=1e-5
+            ) or not np.isclose(float(a.reward), float(b.reward), atol=1e-5):
                 errors.append(f"episode {e} step {t}: jitted and un-jitted runs differ")
                 break
-    again = _play(env, params, jax.random.fold_in(jax.random.key(seed), 7), jax.jit(env.reset),
-                  jax.jit(env.step), [], "determinism", spec.episode_limit)
-    twice = _play(env, params, jax.random.fold_in(jax.random.key(seed), 7), jax.jit(env.reset),
-                  jax.jit(env.step), [], "determinism", spec.episode_limit)
+    again = _play(
+        env,
+        params,
+        jax.random.fold_in(jax.random.key(seed), 7),
+        jax.jit(env.reset),
+        jax.jit(env.step),
+        [],
+        "determinism",
+        spec.episode_limit,
+    )
+    twice = _play(
+        env,
+        params,
+        jax.random.fold_in(jax.random.key(seed), 7),
+        jax.jit(env.reset),
+        jax.jit(env.step),
+        [],
+        "determinism",
+        spec.episode_limit,
+    )
     if len(again) != len(twice) or any(
         not np.array_equal(np.asarray(a.obs), np.asarray(b.obs)) for a, b in zip(again, twice)
     ):
         errors.append("determinism: the same key gave different episodes")
     _check_vmap(env, params, errors)
     if errors:
-        raise ConformanceError(f"{type(env).__name__} fails {len(errors)} check(s):\n" +
-                               "\n".join(errors))
+        raise ConformanceError(
+            f"{type(env).__name__} fails {len(errors)} check(s):\n" + "\n".join(errors)
+        )
 
 
 def _check_vmap(env, params, errors: list[str]) -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.progress import Progress as RichProgress
-from rich.progress import TimeRemainingColumn
 
 
 class Progress:
@@ -31,9 +36,7 @@ class Progress:
 
     def update(self, t_env: int, eval_return: float) -> None:
         if self._bar is not None:
-            self._bar.update(
-                self._task, completed=min(t_env, self.total), ret=f"{eval_return:.2f}"
-            )
+            self._bar.update(self._task, completed=min(t_env, self.total), ret=f"{eval_return:.2f}")
 
     def __exit__(self, *exc):
         if self._bar is not None:

@@ -28,7 +28,9 @@ class RNNAgent(nn.Module):
         return hidden, Linear(self.num_actions)(hidden)
 
 
-def agent_input_dim(obs_dim: int, num_agents: int, num_actions: int, last_action: bool, agent_id: bool) -> int:
+def agent_input_dim(
+    obs_dim: int, num_agents: int, num_actions: int, last_action: bool, agent_id: bool
+) -> int:
     return obs_dim + num_actions * last_action + num_agents * agent_id
 
 

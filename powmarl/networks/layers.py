@@ -6,7 +6,7 @@ PyTorch ``nn.Linear`` draws weights and biases from U(-1/sqrt(fan_in), 1/sqrt(fa
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

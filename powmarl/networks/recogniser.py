@@ -44,7 +44,7 @@ class Recogniser(nn.Module):
         return value + gap, gap
 
     @staticmethod
-    def lambdas(params, module: "Recogniser", states: Array, actions_onehot: Array) -> Array:
+    def lambdas(params, module: Recogniser, states: Array, actions_onehot: Array) -> Array:
         """lambda_i(s, a) [..., A] (for tests and diagnostics): the gap of unit advantages."""
         num_agents = actions_onehot.shape[-2]
         eye = jnp.eye(num_agents)

@@ -25,9 +25,12 @@ def initial_utilities(runner: Runner, env, agent_params, env_params, key):
     return q, ts
 
 
-def one_step_tables(runner: Runner, mixer, env, params, env_params, key) -> dict[str, np.ndarray]:
-    """For a one-step game: greedy joint action, Q_i [A, U] and Q_tot over all U^A joint actions."""
+def one_step_tables(runner: Runner, env, params, env_params, key) -> dict[str, np.ndarray]:
+    """For a one-step game: greedy joint action, Q_i [A, U], and the tables over all U^A
+    joint actions of Q_tot and of every extra that has one (Q* as ``central``, Q_r as
+    ``recogniser``)."""
     spec = env.spec
+    learner = runner.learner
     q, ts = initial_utilities(runner, env, params["agent"], env_params, key)
     greedy = masked_argmax(q, ts.avail_actions)
     joint = jnp.asarray(list(itertools.product(range(spec.num_actions), repeat=spec.num_agents)))
@@ -38,10 +41,18 @@ def one_step_tables(runner: Runner, mixer, env, params, env_params, key) -> dict
         actions_onehot=jax.nn.one_hot(joint, spec.num_actions),
         max_qs=jnp.broadcast_to(take(q, greedy), chosen.shape),
     )
-    q_tot = mixer.apply(params["mixer"], mix)
     shape = (spec.num_actions,) * spec.num_agents
-    return {
+    tables = {
         "greedy_actions": np.asarray(greedy),
         "q_i": np.asarray(q),
-        "q_tot": np.asarray(q_tot).reshape(shape),
+        "q_tot": np.asarray(learner.mixer.apply(params["mixer"], mix)).reshape(shape),
     }
+    last = jnp.full((spec.num_agents,), -1, jnp.int32)
+    inputs = learner.agent_inputs(ts.obs, last)[None, None]  # [1, 1, A, I]
+    for extra in learner.extras:
+        values = extra.joint_values(
+            params["extras"][extra.name], inputs, ts.state, joint, q, ts.avail_actions
+        )
+        if values is not None:
+            tables[extra.name] = np.asarray(values).reshape(shape)
+    return tables

@@ -118,7 +118,9 @@ def make_runner(cfg: Config, env, algo: Algorithm, seed_axis: str | None = "seed
     def iteration(state: RunnerState, it: Array, hp: HParams, env_params):
         key, rollout_key, sample_key = jax.random.split(state.key, 3)
         epsilon = linear_epsilon(
-            state.t_env.astype(jnp.float32), hp.epsilon_start, hp.epsilon_finish,
+            state.t_env.astype(jnp.float32),
+            hp.epsilon_start,
+            hp.epsilon_finish,
             hp.epsilon_anneal_time,
         )
         agent_params = state.learner.params["agent"]
@@ -200,4 +202,3 @@ def make_runner(cfg: Config, env, algo: Algorithm, seed_axis: str | None = "seed
         return state, metrics
 
     return Runner(learner, init, run_chunk, rollout, iters)
-
