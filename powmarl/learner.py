@@ -27,7 +27,7 @@ import optax
 from powmarl.algos.base import Algorithm, LossContext
 from powmarl.config import Config, HParams
 from powmarl.core.exploration import masked_argmax
-from powmarl.core.losses import masked_weighted_mse
+from powmarl.core.losses import global_norm, masked_weighted_mse
 from powmarl.core.returns import td_lambda_targets
 from powmarl.networks.agent import (
     RNNAgent,
@@ -260,7 +260,7 @@ def make_learner(
         }
         target_params = jax.lax.cond(update_targets, lambda: params, lambda: state.target_params)
         metrics.update(loss_metrics)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = global_norm(grads)
         metrics["train/grad_norm"] = grad_norm
         new_state = LearnerState(
             params=params,

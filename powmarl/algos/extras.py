@@ -11,7 +11,7 @@ import optax
 
 from powmarl.algos.base import Extra, LossContext
 from powmarl.config import Config, HParams
-from powmarl.core.losses import masked_weighted_mse
+from powmarl.core.losses import global_norm, masked_weighted_mse
 from powmarl.networks.agent import RNNAgent, unroll_agent
 from powmarl.networks.central import CentralMixer
 from powmarl.networks.recogniser import Recogniser
@@ -124,7 +124,7 @@ class RecogniserQ(Extra):
     def _clip(self, grads, ctx: LossContext, hp: HParams):
         """PyTorch ``clip_grad_norm_``; 'reference' also counts the stale main-step gradients
         the authors' call leaves on every other parameter (notes sec. 3.7 quirk)."""
-        norm_sq = jnp.square(optax.global_norm(grads))
+        norm_sq = jnp.square(global_norm(grads))
         if self.cfg.recogniser_clip == "reference":
             norm_sq = norm_sq + jnp.square(ctx.prev_grad_norm)
         scale = jnp.minimum(1.0, hp.grad_norm_clip / (jnp.sqrt(norm_sq) + 1e-6))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from powmarl.types import Array
@@ -17,3 +18,8 @@ def masked_weighted_mse(
     mask = mask.astype(jnp.float32)
     sq = jnp.square(values - targets) * weights * mask
     return 0.5 * sq.sum() / jnp.maximum(mask.sum(), 1.0)
+
+
+def global_norm(tree) -> Array:
+    """L2 norm of all leaves together (what global-norm clipping measures)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))

@@ -1,0 +1,158 @@
+"""Truth tables of every weighting rule and the POW recogniser's equations (notes sec. 3, 6.4)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from powmarl.algos import weighting
+from powmarl.algos.base import LossContext
+from powmarl.algos.extras import RecogniserQ
+from powmarl.config import Config, HParams
+from powmarl.networks.recogniser import Recogniser
+from powmarl.types import EnvSpec, EpisodeBatch
+
+
+def _ctx(actions, greedy, targets, q_tot=None, bootstrap=None, gap=None, mask=None, t_env=1e6):
+    """A LossContext over B=1, T=len(targets) steps and A=2 agents, with U=3 actions."""
+    actions = jnp.asarray(actions, jnp.int32)  # [T, A]
+    steps = actions.shape[0]
+    batch = EpisodeBatch(
+        obs=jnp.zeros((1, steps + 1, 2, 1)),
+        state=jnp.zeros((1, steps + 1, 1)),
+        avail_actions=jnp.ones((1, steps + 1, 2, 3), bool),
+        actions=actions[None],
+        reward=jnp.zeros((1, steps)),
+        terminated=jnp.zeros((1, steps), bool),
+        filled=jnp.ones((1, steps), bool),
+    )
+    greedy = jnp.asarray(greedy, jnp.int32)[None]
+    return LossContext(
+        batch=batch,
+        agent_inputs=jnp.zeros((1, steps + 1, 2, 1)),
+        agent_qs=jnp.zeros((1, steps + 1, 2, 3)),
+        greedy_actions=greedy,
+        max_qs=jnp.zeros((1, steps + 1, 2)),
+        targets=jnp.asarray(targets, jnp.float32)[None],
+        mask=jnp.ones((1, steps)) if mask is None else jnp.asarray(mask, jnp.float32)[None],
+        t_env=jnp.asarray(t_env, jnp.float32),
+        bootstrap=jnp.zeros((1, steps + 1)) if bootstrap is None else jnp.asarray(bootstrap)[None],
+        prev_grad_norm=jnp.zeros(()),
+        q_tot=None if q_tot is None else jnp.asarray(q_tot, jnp.float32)[None],
+        extras_out={} if gap is None else {"recogniser": {"gap": jnp.asarray(gap)[None]}},
+    )
+
+
+HP = HParams(alpha=0.1, recognition_threshold=0.5, pow_weight=1.0, no_weighted_steps=100.0)
+
+
+def test_uniform_is_one_everywhere():
+    """uniform: w = 1."""
+    ctx = _ctx([[0, 1], [2, 2]], [[0, 0], [0, 0], [0, 0]], [1.0, -1.0])
+    np.testing.assert_array_equal(weighting.uniform(ctx, HP), [[1.0, 1.0]])
+
+
+def test_central_truth_table():
+    """CW: 1 on the greedy joint action or where y > Q*(s, a_hat); alpha otherwise."""
+    #            greedy&low   not greedy&high   not greedy&low   partial match&low
+    actions = [[0, 1], [2, 2], [1, 1], [0, 2]]
+    greedy = [[0, 1], [0, 0], [0, 0], [0, 1], [0, 0]]
+    targets = [0.0, 5.0, 0.0, 0.0]
+    boot = [1.0, 1.0, 1.0, 1.0, 9.0]  # Q*(s_t, a_hat_t) for t = 0..3 (+ the tail)
+    w = weighting.central(_ctx(actions, greedy, targets, bootstrap=boot), HP)
+    np.testing.assert_allclose(w, [[1.0, 1.0, 0.1, 0.1]])
+
+
+def test_optimistic_truth_table():
+    """OW: 1 where Q_tot < y (underestimate), alpha where Q_tot >= y."""
+    ctx = _ctx([[0, 0]] * 3, [[0, 0]] * 4, [1.0, 1.0, 1.0], q_tot=[0.0, 1.0, 2.0])
+    np.testing.assert_allclose(weighting.optimistic(ctx, HP), [[1.0, 0.1, 0.1]])
+
+
+def test_potentially_optimal_truth_table_and_warm_up():
+    """POW: pow_weight where |gap| < C and the step is real, alpha elsewhere; 1 in warm-up."""
+    gap = [0.0, -0.4, -0.5, -3.0]
+    mask = [1.0, 1.0, 1.0, 0.0]
+    hp = HP.replace(alpha=0.0, pow_weight=5.0)
+    ctx = _ctx([[0, 0]] * 4, [[0, 0]] * 5, [0.0] * 4, gap=gap, mask=mask, t_env=1000.0)
+    np.testing.assert_allclose(weighting.potentially_optimal(ctx, hp), [[5.0, 5.0, 0.0, 0.0]])
+    warm = ctx.replace(t_env=jnp.asarray(100.0))  # t_env <= no_weighted_steps: unweighted
+    np.testing.assert_allclose(weighting.potentially_optimal(warm, hp), [[1.0] * 4])
+
+
+def _recogniser(seed=0, states=8, agents=3, actions=4):
+    module = Recogniser(hypernet_embed=16, mixing_embed=8, v_embed=16)
+    key = jax.random.key(seed)
+    s_key, a_key, q_key, p_key = jax.random.split(key, 4)
+    states_x = jax.random.normal(s_key, (states, 5))
+    qs = jax.random.normal(q_key, (states, agents, actions))
+    params = module.init(p_key, jnp.zeros((1, agents)), jnp.zeros((1, 5)),
+                         jnp.zeros((1, agents, actions)))
+    return module, params, states_x, qs
+
+
+def test_recogniser_igm_and_value_at_greedy():
+    """Q_r(s, a_hat) = V(s) and Q_r(s, a) <= V(s): the greedy joint action maximises Q_r."""
+    module, params, states, qs = _recogniser()
+    greedy = qs.argmax(-1)  # [S, A]
+    best = qs.max(-1)
+    import itertools
+
+    joints = jnp.asarray(list(itertools.product(range(4), repeat=3)))
+    for joint in joints:
+        chosen = jnp.take_along_axis(qs, jnp.broadcast_to(joint, (8, 3))[..., None], -1)[..., 0]
+        onehot = jnp.broadcast_to(jax.nn.one_hot(joint, 4), (8, 3, 4))
+        q_r, gap = module.apply(params, chosen - best, states, onehot)
+        assert bool(jnp.all(gap <= 1e-6))
+    q_hat, gap_hat = module.apply(params, jnp.zeros((8, 3)), states, jax.nn.one_hot(greedy, 4))
+    np.testing.assert_allclose(gap_hat, 0.0, atol=1e-6)
+    values = module.apply(params, jnp.zeros((8, 3)), states, jax.nn.one_hot(greedy, 4))[0]
+    np.testing.assert_allclose(q_hat, values)
+
+
+def test_recogniser_lambdas_are_nonnegative_and_bilinear():
+    """lambda_i >= 0 and gap = sum_i lambda_i * advantage_i (the two-factor form)."""
+    module, params, states, qs = _recogniser(seed=1)
+    joint = jax.nn.one_hot(jnp.zeros((8, 3), jnp.int32), 4)
+    lambdas = Recogniser.lambdas(params, module, states, joint)
+    assert bool(jnp.all(lambdas >= 0))
+    adv = -jnp.abs(jax.random.normal(jax.random.key(3), (8, 3)))
+    _, gap = module.apply(params, adv, states, joint)
+    np.testing.assert_allclose(gap, (lambdas * adv).sum(-1), rtol=1e-5, atol=1e-5)
+
+
+def _recogniser_extra(clip="reference"):
+    cfg = Config(lambda_hypernet_embed=16, lambda_mixing_embed=8, v_embed_dim=16,
+                 recogniser_clip=clip)
+    spec = EnvSpec(num_agents=2, num_actions=3, obs_dim=1, state_dim=1, episode_limit=4)
+    extra = RecogniserQ().bind(cfg, spec)
+    params = extra.init(jax.random.key(0), cfg, spec, None, 1)
+    ctx = _ctx([[0, 1], [2, 2], [1, 0], [0, 0]], [[0, 0]] * 5, [3.0, -2.0, 1.0, 0.5])
+    ctx = ctx.replace(agent_qs=jax.random.normal(jax.random.key(1), (1, 5, 2, 3)))
+    return extra, params, ctx
+
+
+@pytest.mark.parametrize("first_call, steps", [(True, 20), (False, 10)])
+def test_recogniser_takes_k_adam_steps(first_call, steps):
+    """Q_r takes 20 Adam steps on the first learner call and 10 after (optimiser count)."""
+    extra, params, ctx = _recogniser_extra()
+    opt_state = extra.init_opt_state(params)
+    _, opt_state, metrics = extra.pre_update(params, opt_state, ctx, HParams(), jnp.asarray(first_call))
+    assert int(optax.tree_utils.tree_get(opt_state, "count")) == steps
+    assert np.isfinite(float(metrics["pow/recogniser_loss"]))
+
+
+def test_recogniser_clip_counts_stale_main_gradients_in_reference_mode():
+    """reference clip: a large previous main-step norm shrinks the Q_r steps; 'own' does not."""
+    moved = {}
+    for clip in ("reference", "own"):
+        extra, params, ctx = _recogniser_extra(clip)
+        ctx = ctx.replace(prev_grad_norm=jnp.asarray(1e6))
+        new, _, _ = extra.pre_update(params, extra.init_opt_state(params), ctx,
+                                     HParams(lr=1.0), jnp.asarray(False))
+        delta = jax.tree.map(lambda a, b: jnp.abs(a - b).max(), new, params)
+        moved[clip] = max(float(x) for x in jax.tree.leaves(delta))
+    # Adam normalises step sizes, but clipping by 1e6 makes gradients ~1e-6 of their size,
+    # so epsilon (1e-8) is no longer negligible and the reference steps are visibly smaller
+    assert moved["reference"] < 0.9 * moved["own"], moved
