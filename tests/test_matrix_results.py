@@ -16,8 +16,9 @@ WQMIX_TABLE = np.asarray(WQMIX_PAYOFF, dtype=np.float32)
 
 
 def _train(algo: str, env_id: str, t_max: int):
-    result = powmarl.train(algo, powmarl.envs.make(env_id), seeds=SEEDS, t_max=t_max,
-                           progress=False)
+    result = powmarl.train(
+        algo, powmarl.envs.make(env_id), seeds=SEEDS, t_max=t_max, progress=False
+    )
     tables = result.tables()
     table = POW_TABLE if env_id == "matrix_pow" else WQMIX_TABLE
     payoffs = np.asarray([table[tuple(t["greedy_actions"])] for t in tables])
@@ -27,7 +28,7 @@ def _train(algo: str, env_id: str, t_max: int):
 @pytest.mark.parametrize("algo", ["pow_qmix", "pow_vdn", "pow_qplex"])
 def test_pow_family_finds_the_optimum_and_recognises_the_payoff(algo):
     """POW on QMIX, VDN, QPLEX: greedy joint action (A,A) = 8 in every seed; Q_r ~ payoff."""
-    result, tables, payoffs = _train(algo, "matrix_pow", t_max=8_000)
+    _result, tables, payoffs = _train(algo, "matrix_pow", t_max=8_000)
     assert payoffs.tolist() == [8.0] * 5, payoffs
     for t in tables:
         assert np.abs(t["recogniser"] - POW_TABLE).max() < 0.5, t["recogniser"]

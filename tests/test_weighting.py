@@ -13,6 +13,8 @@ from powmarl.config import Config, HParams
 from powmarl.networks.recogniser import Recogniser
 from powmarl.types import EnvSpec, EpisodeBatch
 
+pytestmark = pytest.mark.usefixtures("key_reuse_check")
+
 
 def _ctx(actions, greedy, targets, q_tot=None, bootstrap=None, gap=None, mask=None, t_env=1e6):
     """A LossContext over B=1, T=len(targets) steps and A=2 agents, with U=3 actions."""
@@ -84,11 +86,12 @@ def test_potentially_optimal_truth_table_and_warm_up():
 def _recogniser(seed=0, states=8, agents=3, actions=4):
     module = Recogniser(hypernet_embed=16, mixing_embed=8, v_embed=16)
     key = jax.random.key(seed)
-    s_key, a_key, q_key, p_key = jax.random.split(key, 4)
+    s_key, _a_key, q_key, p_key = jax.random.split(key, 4)
     states_x = jax.random.normal(s_key, (states, 5))
     qs = jax.random.normal(q_key, (states, agents, actions))
-    params = module.init(p_key, jnp.zeros((1, agents)), jnp.zeros((1, 5)),
-                         jnp.zeros((1, agents, actions)))
+    params = module.init(
+        p_key, jnp.zeros((1, agents)), jnp.zeros((1, 5)), jnp.zeros((1, agents, actions))
+    )
     return module, params, states_x, qs
 
 
@@ -103,7 +106,7 @@ def test_recogniser_igm_and_value_at_greedy():
     for joint in joints:
         chosen = jnp.take_along_axis(qs, jnp.broadcast_to(joint, (8, 3))[..., None], -1)[..., 0]
         onehot = jnp.broadcast_to(jax.nn.one_hot(joint, 4), (8, 3, 4))
-        q_r, gap = module.apply(params, chosen - best, states, onehot)
+        _q_r, gap = module.apply(params, chosen - best, states, onehot)
         assert bool(jnp.all(gap <= 1e-6))
     q_hat, gap_hat = module.apply(params, jnp.zeros((8, 3)), states, jax.nn.one_hot(greedy, 4))
     np.testing.assert_allclose(gap_hat, 0.0, atol=1e-6)
@@ -113,7 +116,7 @@ def test_recogniser_igm_and_value_at_greedy():
 
 def test_recogniser_lambdas_are_nonnegative_and_bilinear():
     """lambda_i >= 0 and gap = sum_i lambda_i * advantage_i (the two-factor form)."""
-    module, params, states, qs = _recogniser(seed=1)
+    module, params, states, _qs = _recogniser(seed=1)
     joint = jax.nn.one_hot(jnp.zeros((8, 3), jnp.int32), 4)
     lambdas = Recogniser.lambdas(params, module, states, joint)
     assert bool(jnp.all(lambdas >= 0))
@@ -123,8 +126,9 @@ def test_recogniser_lambdas_are_nonnegative_and_bilinear():
 
 
 def _recogniser_extra(clip="reference"):
-    cfg = Config(lambda_hypernet_embed=16, lambda_mixing_embed=8, v_embed_dim=16,
-                 recogniser_clip=clip)
+    cfg = Config(
+        lambda_hypernet_embed=16, lambda_mixing_embed=8, v_embed_dim=16, recogniser_clip=clip
+    )
     spec = EnvSpec(num_agents=2, num_actions=3, obs_dim=1, state_dim=1, episode_limit=4)
     extra = RecogniserQ().bind(cfg, spec)
     params = extra.init(jax.random.key(0), cfg, spec, None, 1)
@@ -138,7 +142,9 @@ def test_recogniser_takes_k_adam_steps(first_call, steps):
     """Q_r takes 20 Adam steps on the first learner call and 10 after (optimiser count)."""
     extra, params, ctx = _recogniser_extra()
     opt_state = extra.init_opt_state(params)
-    _, opt_state, metrics = extra.pre_update(params, opt_state, ctx, HParams(), jnp.asarray(first_call))
+    _, opt_state, metrics = extra.pre_update(
+        params, opt_state, ctx, HParams(), jnp.asarray(first_call)
+    )
     assert int(optax.tree_utils.tree_get(opt_state, "count")) == steps
     assert np.isfinite(float(metrics["pow/recogniser_loss"]))
 
@@ -149,8 +155,9 @@ def test_recogniser_clip_counts_stale_main_gradients_in_reference_mode():
     for clip in ("reference", "own"):
         extra, params, ctx = _recogniser_extra(clip)
         ctx = ctx.replace(prev_grad_norm=jnp.asarray(1e6))
-        new, _, _ = extra.pre_update(params, extra.init_opt_state(params), ctx,
-                                     HParams(lr=1.0), jnp.asarray(False))
+        new, _, _ = extra.pre_update(
+            params, extra.init_opt_state(params), ctx, HParams(lr=1.0), jnp.asarray(False)
+        )
         delta = jax.tree.map(lambda a, b: jnp.abs(a - b).max(), new, params)
         moved[clip] = max(float(x) for x in jax.tree.leaves(delta))
     # Adam normalises step sizes, but clipping by 1e6 makes gradients ~1e-6 of their size,

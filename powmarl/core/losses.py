@@ -16,7 +16,11 @@ def masked_weighted_mse(
 ) -> Array:
     """L = 1/2 * sum(m * w * (Q - y)^2) / sum(m); padding (m = 0) never counts."""
     mask = mask.astype(jnp.float32)
-    sq = jnp.square(values - targets) * weights * mask
+    # select before squaring rather than multiply after: padding may hold inf/nan, inf * 0
+    # is nan, and selecting the inputs keeps the gradient at padding exactly 0
+    real = mask > 0
+    diff = jnp.where(real, values - targets, 0.0)
+    sq = jnp.square(diff) * jnp.where(real, weights, 0.0)
     return 0.5 * sq.sum() / jnp.maximum(mask.sum(), 1.0)
 
 

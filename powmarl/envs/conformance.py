@@ -96,13 +96,14 @@ def check(env, params=None, seed: int = 0, episodes: int = 2) -> None:
     key = jax.random.key(seed)
     for e in range(episodes):
         key, ep_key = jax.random.split(key)
+        same_key = jax.random.clone(ep_key)  # the jitted run replays the same episode
         plain = _play(
             env, params, ep_key, env.reset, env.step, errors, f"episode {e}", spec.episode_limit
         )
         jitted = _play(
             env,
             params,
-            ep_key,
+            same_key,
             jax.jit(env.reset),
             jax.jit(env.step),
             errors,
@@ -149,11 +150,11 @@ def check(env, params=None, seed: int = 0, episodes: int = 2) -> None:
 def _check_vmap(env, params, errors: list[str]) -> None:
     spec = env.spec
     try:
-        keys = jax.random.split(jax.random.key(1), 3)
-        ts, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(keys, params)
-        actions = jnp.zeros((3, spec.num_agents), jnp.int32)
-        actions = jax.vmap(_random_actions)(keys, ts.avail_actions)
-        ts, _ = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))(keys, state, actions, params)
+        reset_keys, act_keys, step_keys = jax.random.split(jax.random.key(1), (3, 3))
+        ts, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(reset_keys, params)
+        actions = jax.vmap(_random_actions)(act_keys, ts.avail_actions)
+        step = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
+        ts, _ = step(step_keys, state, actions, params)
         if ts.obs.shape != (3, spec.num_agents, spec.obs_dim):
             errors.append(f"vmap: batched obs has shape {ts.obs.shape}")
     except Exception as err:  # noqa: BLE001 - report any failure as a conformance error
