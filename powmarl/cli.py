@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the matrix-game demo: every algorithm, 5 seeds")
     demo.add_argument("--seeds", default="0-4")
-    demo.add_argument("--t-max", type=int, default=50_000)
+    demo.add_argument("--t-max", type=int, default=10_000, help="env steps per seed (paper: 50000)")
     demo.add_argument("--algos", nargs="*", default=None, help="default: all registered")
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -59,13 +59,10 @@ def run_demo(seeds=(0, 1, 2, 3, 4), t_max: int = 50_000, algos=None, env_id="mat
         for seed, joint, value in rows:
             action = "".join(LETTERS[a] for a in joint)
             console.print(f"  seed {seed}: greedy joint action {action}  payoff {value:g}")
-        q_tot = tables[0]["q_tot"]
-        console.print(
-            _table(
-                f"{name}: learned Q_tot, seed {seeds[0]}",
-                q_tot,
-                tuple(int(a) for a in tables[0]["greedy_actions"]),
-            )
-        )
+        greedy = tuple(int(a) for a in tables[0]["greedy_actions"])
+        titles = {"q_tot": "learned Q_tot", "recogniser": "recogniser Q_r"}
+        for key, title in titles.items():
+            if key in tables[0]:
+                console.print(_table(f"{name}: {title}, seed {seeds[0]}", tables[0][key], greedy))
         summary[name] = {"found": found, "rows": rows, "wall_s": wall}
     return summary
