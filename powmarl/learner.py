@@ -26,7 +26,7 @@ import optax
 
 from powmarl.algos.base import Algorithm, LossContext
 from powmarl.config import Config, HParams
-from powmarl.core.exploration import masked_argmax
+from powmarl.core.exploration import masked_argmax, take
 from powmarl.core.losses import global_norm, masked_weighted_mse
 from powmarl.core.returns import td_lambda_targets
 from powmarl.networks.agent import (
@@ -70,11 +70,6 @@ def make_optimiser(hp: HParams, kind: str = "adam") -> optax.GradientTransformat
     else:
         raise ValueError(f"optimiser: must be 'adam' or 'rmsprop', got {kind!r}")
     return optax.chain(optax.clip_by_global_norm(hp.grad_norm_clip), step)
-
-
-def take(values: Array, index: Array) -> Array:
-    """values [..., U] at integer index [...] -> [...]."""
-    return jnp.take_along_axis(values, index[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
 def make_learner(

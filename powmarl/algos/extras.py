@@ -11,15 +11,12 @@ import optax
 
 from powmarl.algos.base import Extra, LossContext
 from powmarl.config import Config, HParams
+from powmarl.core.exploration import take
 from powmarl.core.losses import global_norm, masked_weighted_mse
 from powmarl.networks.agent import RNNAgent, unroll_agent
 from powmarl.networks.central import CentralMixer
 from powmarl.networks.recogniser import Recogniser
 from powmarl.types import EnvSpec
-
-
-def take(values, index):
-    return jnp.take_along_axis(values, index[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
 def taken(ctx: LossContext):

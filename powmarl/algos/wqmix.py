@@ -17,26 +17,32 @@ def _qmixer(cfg, spec):
     return QMixer(cfg.mixing_embed_dim, cfg.hypernet_embed)
 
 
-def make_cw() -> Algorithm:
+def _make(name: str, description: str, rule, reads_bootstrap: bool) -> Algorithm:
     return Algorithm(
-        name="cw_qmix",
-        description="CW-QMIX: central weighting (w = 1 on a_hat or y > Q*(s, a_hat), else alpha)",
+        name=name,
+        description=description,
         make_mixer=_qmixer,
-        weighting=weighting.central,
+        weighting=rule,
         extras=(CentralQ(),),
         defaults=dict(DEFAULTS),
         q_tot_loss_scale=2.0,
-        weighting_reads_bootstrap=True,
+        weighting_reads_bootstrap=reads_bootstrap,
+    )
+
+
+def make_cw() -> Algorithm:
+    return _make(
+        "cw_qmix",
+        "CW-QMIX: central weighting (w = 1 on a_hat or y > Q*(s, a_hat), else alpha)",
+        weighting.central,
+        reads_bootstrap=True,
     )
 
 
 def make_ow() -> Algorithm:
-    return Algorithm(
-        name="ow_qmix",
-        description="OW-QMIX: optimistic weighting (w = 1 where Q_tot < y, else alpha)",
-        make_mixer=_qmixer,
-        weighting=weighting.optimistic,
-        extras=(CentralQ(),),
-        defaults=dict(DEFAULTS),
-        q_tot_loss_scale=2.0,
+    return _make(
+        "ow_qmix",
+        "OW-QMIX: optimistic weighting (w = 1 where Q_tot < y, else alpha)",
+        weighting.optimistic,
+        reads_bootstrap=False,
     )

@@ -14,6 +14,11 @@ def linear_epsilon(t_env: Array, start: Array, finish: Array, anneal_time: Array
     return start - (start - finish) * frac
 
 
+def take(values: Array, index: Array) -> Array:
+    """values [..., U] at the integer index [...] -> [...] (e.g. Q_i of the chosen action)."""
+    return jnp.take_along_axis(values, index[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
 def masked_argmax(q: Array, avail: Array) -> Array:
     """Greedy action over available actions: argmax of q with unavailable set to -inf."""
     return jnp.argmax(jnp.where(avail, q, -jnp.inf), axis=-1)

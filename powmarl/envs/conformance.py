@@ -116,25 +116,18 @@ def check(env, params=None, seed: int = 0, episodes: int = 2) -> None:
             ) or not np.isclose(float(a.reward), float(b.reward), atol=1e-5):
                 errors.append(f"episode {e} step {t}: jitted and un-jitted runs differ")
                 break
-    again = _play(
-        env,
-        params,
-        jax.random.fold_in(jax.random.key(seed), 7),
-        jax.jit(env.reset),
-        jax.jit(env.step),
-        [],
-        "determinism",
-        spec.episode_limit,
-    )
-    twice = _play(
-        env,
-        params,
-        jax.random.fold_in(jax.random.key(seed), 7),
-        jax.jit(env.reset),
-        jax.jit(env.step),
-        [],
-        "determinism",
-        spec.episode_limit,
+    again, twice = (
+        _play(
+            env,
+            params,
+            jax.random.fold_in(jax.random.key(seed), 7),  # a fresh key per replay
+            jax.jit(env.reset),
+            jax.jit(env.step),
+            [],
+            "determinism",
+            spec.episode_limit,
+        )
+        for _ in range(2)
     )
     if len(again) != len(twice) or any(
         not np.array_equal(np.asarray(a.obs), np.asarray(b.obs)) for a, b in zip(again, twice)

@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from powmarl.core.exploration import masked_argmax
-from powmarl.learner import take
+from powmarl.core.exploration import masked_argmax, take
 from powmarl.networks.mixers import MixInput
 from powmarl.runners.jax_runner import Runner
 
