@@ -163,3 +163,32 @@ def test_recogniser_clip_counts_stale_main_gradients_in_reference_mode():
     # Adam normalises step sizes, but clipping by 1e6 makes gradients ~1e-6 of their size,
     # so epsilon (1e-8) is no longer negligible and the reference steps are visibly smaller
     assert moved["reference"] < 0.9 * moved["own"], moved
+
+
+def test_residual_is_zero_on_the_greedy_joint_action_and_nonpositive_elsewhere():
+    """ResQ: w_r Q_res = 0 where every agent is greedy, <= 0 (and nonzero) elsewhere."""
+    from powmarl.algos.extras import Residual
+
+    cfg = Config(rnn_hidden_dim=8, central_mixing_embed_dim=8)
+    spec = EnvSpec(num_agents=2, num_actions=3, obs_dim=1, state_dim=1, episode_limit=4)
+    extra = Residual().bind(cfg, spec)
+    params = extra.init(jax.random.key(0), cfg, spec, None, 1)
+    actions = [[0, 1], [2, 2], [1, 0], [0, 0]]
+    greedy = [[0, 1], [0, 0], [1, 0], [0, 1], [0, 0]]
+    ctx = _ctx(actions, greedy, [0.0] * 4)
+    ctx = ctx.replace(agent_inputs=jax.random.normal(jax.random.key(1), (1, 5, 2, 1)))
+    term = np.asarray(extra.residual(params, ctx, HParams()))[0]
+    assert term[0] == 0.0 and term[2] == 0.0  # greedy joint actions
+    assert term[1] < 0.0 and term[3] < 0.0
+
+
+def test_central_mixer_is_not_monotonic():
+    """Q* is unrestricted: some dQ*/dq_i is negative for some state (QMIX's never is)."""
+    from powmarl.networks.central import CentralMixer
+
+    mixer = CentralMixer(embed_dim=16)
+    params = mixer.init(jax.random.key(0), jnp.zeros((1, 3)), jnp.zeros((1, 4)))
+    qs = jax.random.normal(jax.random.key(1), (64, 3))
+    states = jax.random.normal(jax.random.key(2), (64, 4))
+    grads = jax.grad(lambda q: mixer.apply(params, q, states).sum())(qs)
+    assert float(grads.min()) < 0.0 < float(grads.max())
