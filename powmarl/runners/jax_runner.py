@@ -38,7 +38,7 @@ class RunnerState:
 
 class Runner(NamedTuple):
     learner: Learner
-    init: Any  # (key) -> RunnerState
+    init: Any  # (key, env_params) -> RunnerState
     run_chunk: Any  # (state, hp, env_params, it0) -> (state, metrics)
     rollout: Any
     iters_per_chunk: int
