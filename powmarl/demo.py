@@ -15,6 +15,7 @@ from rich.table import Table
 from powmarl import algos as algo_registry
 from powmarl import envs
 from powmarl.api import train
+from powmarl.presets import ALGOS
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -43,7 +44,9 @@ def run_demo(seeds=(0, 1, 2, 3, 4), t_max: int = 50_000, algos=None, env_id="mat
         _table("true payoff", payoff, tuple(np.unravel_index(payoff.argmax(), payoff.shape)))
     )
     summary = {}
-    for name in algos or list(algo_registry.registered()):
+    ordered = [a for a in ALGOS if a in algo_registry.registered()]
+    ordered += [a for a in algo_registry.registered() if a not in ordered]
+    for name in algos or ordered:
         start = time.perf_counter()
         result = train(name, env, seeds=seeds, t_max=t_max, progress=True)
         wall = time.perf_counter() - start
@@ -65,4 +68,11 @@ def run_demo(seeds=(0, 1, 2, 3, 4), t_max: int = 50_000, algos=None, env_id="mat
             if key in tables[0]:
                 console.print(_table(f"{name}: {title}, seed {seeds[0]}", tables[0][key], greedy))
         summary[name] = {"found": found, "rows": rows, "wall_s": wall}
+    overview = Table(title=f"{env_id}: optimum {optimum:g}, {len(seeds)} seeds, {t_max} steps")
+    for column in ("algorithm", "seeds at the optimum", "greedy payoffs", "wall s"):
+        overview.add_column(column)
+    for name, item in summary.items():
+        payoffs = ", ".join(f"{p:g}" for _, _, p in item["rows"])
+        overview.add_row(name, f"{item['found']}/{len(seeds)}", payoffs, f"{item['wall_s']:.0f}")
+    console.print(overview)
     return summary
