@@ -63,7 +63,3 @@ class EpisodeBatch:
     reward: Array  # [B, T] float32
     terminated: Array  # [B, T] bool
     filled: Array  # [B, T] bool
-
-    @property
-    def max_time(self) -> int:
-        return self.reward.shape[-1]
