@@ -1,4 +1,4 @@
-"""The ``powmarl`` command: ``train``, ``list``, ``demo``.
+"""The ``powmarl`` command: ``train``, ``resume``, ``eval``, ``sweep``, ``report``, ``list``, ``demo``.
 
 Bad input gives a one-line error naming what is allowed, exit status 2, no traceback.
 """
@@ -101,15 +101,87 @@ def cmd_train(args) -> int:
         seeds=parse_seeds(args.seeds),
         run_dir=args.run_dir,
         progress=not args.no_progress,
+        loggers=_loggers(args),
+        logger_options=_logger_options(args),
         **overrides,
     )
+    _print_result(result, env_id)
+    return 0
+
+
+def _loggers(args) -> list[str]:
+    return [name for name in ("tensorboard", "wandb") if getattr(args, name, False)]
+
+
+def _logger_options(args) -> dict[str, Any]:
+    if not getattr(args, "wandb", False):
+        return {}
+    return {"mode": args.wandb_mode, "project": args.wandb_project}
+
+
+def _print_result(result, env_id) -> None:
     ret = result.final_eval_return
     print(
         f"{result.algo} on {env_id}: final greedy test return per seed "
         f"{', '.join(f'{r:.3f}' for r in ret)} (mean {ret.mean():.3f})"
     )
-    if args.run_dir:
-        print(f"run directory: {args.run_dir}")
+    if result.run_dir:
+        print(f"run directory: {result.run_dir}")
+
+
+def cmd_resume(args) -> int:
+    from powmarl.api import read_record, resume, run_status
+
+    status = run_status(args.run_dir)
+    if status == "new":
+        raise UsageError(f"resume: {args.run_dir} holds no run (no config.json)")
+    if status == "finished":
+        print(f"{args.run_dir}: already finished; nothing to do")
+    result = resume(
+        args.run_dir,
+        progress=not args.no_progress,
+        loggers=_loggers(args),
+        logger_options=_logger_options(args),
+    )
+    _print_result(result, read_record(args.run_dir)["env_id"])
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from powmarl.sweep import load_grid, print_summary, run_sweep
+
+    summaries = run_sweep(
+        load_grid(args.grid), args.out, workers=args.workers, ray_address=args.ray
+    )
+    print_summary(summaries)
+    print(f"sweep record: {args.out}/sweep.json")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from powmarl.api import evaluate
+
+    rows = evaluate(
+        args.run_dir,
+        episodes=args.episodes,
+        key_seed=args.key_seed,
+        render=args.render,
+        member=args.member,
+    )
+    for row in rows:
+        who = f"seed {row['seed']}" + (f" ({row['variant']})" if row["variant"] else "")
+        extra = "".join(
+            f", {k} {v:.3f}"
+            for k, v in row.items()
+            if k.endswith("_mean") and k not in ("return_mean", "ep_length_mean")
+        )
+        print(
+            f"{who}: greedy return {row['return_mean']:.3f} +- {row['return_std']:.3f} over "
+            f"{row['episodes']} episodes, length {row['ep_length_mean']:.1f}{extra} "
+            f"(checkpoint at {row['t_env']} env steps)"
+        )
+    if args.render:
+        print(f"animation: {args.render}")
     return 0
 
 
@@ -140,6 +212,25 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """Tables (mean and 95% t-interval over seeds), curves and heatmaps of run directories."""
+    from powmarl.report import make_report
+
+    written = make_report(args.run_dirs, args.out, metric=args.metric, plots=not args.no_plots)
+    print(written["table.md"].read_text(encoding="utf-8"))
+    print(f"wrote {len(written)} files under {args.out}:")
+    for name in written:
+        print(f"  {name}")
+    return 0
+
+
+def _add_logging_flags(parser) -> None:
+    parser.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard")
+    parser.add_argument("--wandb", action="store_true", help="also log to Weights & Biases")
+    parser.add_argument("--wandb-mode", default="offline", choices=["offline", "online"])
+    parser.add_argument("--wandb-project", default="powmarl")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="powmarl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,7 +251,33 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--t-max", type=int, default=None, help="env steps per seed")
     train.add_argument("--run-dir", default=None, help="write config.json and metrics.jsonl here")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_logging_flags(train)
     train.set_defaults(func=cmd_train)
+
+    res = sub.add_parser("resume", help="continue a killed run from its last good checkpoint")
+    res.add_argument("run_dir")
+    res.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_logging_flags(res)
+    res.set_defaults(func=cmd_resume)
+
+    ev = sub.add_parser("eval", help="greedy evaluation of a run's newest checkpoint")
+    ev.add_argument("run_dir")
+    ev.add_argument(
+        "--episodes", type=int, default=None, help="per member (default: test_nepisode)"
+    )
+    ev.add_argument("--key-seed", type=int, default=0, help="seed of the evaluation key")
+    ev.add_argument("--render", default=None, metavar="FILE.gif", help="write an animation")
+    ev.add_argument("--member", type=int, default=0, help="which member (seed) to render")
+    ev.set_defaults(func=cmd_eval)
+
+    sw = sub.add_parser("sweep", help="a grid of algorithms, envs, seeds and settings")
+    sw.add_argument("grid", help="YAML grid file (see powmarl/sweep.py)")
+    sw.add_argument("--out", default="sweeps", help="directory of the runs (default sweeps)")
+    sw.add_argument("--workers", type=int, default=1, help="parallel local processes")
+    sw.add_argument(
+        "--ray", default=None, metavar="ADDRESS", help="run on Ray ('local' starts one)"
+    )
+    sw.set_defaults(func=cmd_sweep)
 
     lister = sub.add_parser("list", help="algorithms, environments, presets, hyperparameters")
     lister.set_defaults(func=cmd_list)
@@ -170,10 +287,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--t-max", type=int, default=10_000, help="env steps per seed (paper: 50000)")
     demo.add_argument("--algos", nargs="*", default=None, help="default: all registered")
     demo.set_defaults(func=cmd_demo)
+
+    rep = sub.add_parser("report", help="tables with 95%% CI over seeds, curves, heatmaps")
+    rep.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories to pool")
+    rep.add_argument("--out", default="report", help="output directory (default: report)")
+    rep.add_argument(
+        "--metric",
+        default=None,
+        help="final metric (default: eval/battle_won_mean if logged, else eval/return_mean)",
+    )
+    rep.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib)")
+    rep.set_defaults(func=cmd_report)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from powmarl.io.checkpoint import CheckpointError
+    from powmarl.runners.driver import TrainingFault
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -181,6 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as err:
         print(f"powmarl: error: {err}", file=sys.stderr)
         return 2
+    except (TrainingFault, CheckpointError, OSError, ImportError) as err:
+        print(f"powmarl: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("powmarl: interrupted", file=sys.stderr)
         return 130

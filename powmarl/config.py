@@ -52,6 +52,10 @@ class Config:
     target_update_interval: int = _f(200, "episodes between hard target copies", 1)
     test_interval: int = _f(10_000, "env steps between greedy evaluations (test_interval)", 1)
     test_nepisode: int = _f(16, "greedy test episodes per evaluation (test_nepisode)", 1)
+    checkpoint_interval: int = _f(
+        0, "env steps between checkpoints of a run dir; 0 = at every evaluation", 0
+    )
+    keep_checkpoints: int = _f(3, "checkpoints kept in a run dir (the newest)", 1)
     obs_last_action: bool | None = _f(None, "feed one-hot last action (None: env default)")
     obs_agent_id: bool | None = _f(None, "feed one-hot agent id (None: env default)")
 

@@ -35,6 +35,8 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         "test_interval": 10_000,
         "test_nepisode": 16,
         "recognition_threshold": 1.0,
+        # the buffer is ~0.9 GiB per seed: checkpoint every 200k steps, not every 10k
+        "checkpoint_interval": 200_000,
     },
 }
 

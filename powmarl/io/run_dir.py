@@ -41,6 +41,7 @@ def prepare_run_dir(path: str | os.PathLike, config: dict[str, Any]) -> Path:
         raise ValueError(f"run_dir: {run_dir} already holds a run; choose a new directory")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "checkpoints").mkdir(exist_ok=True)
         atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2, sort_keys=True))
     except OSError as err:
         raise ValueError(f"run_dir: cannot write to {run_dir}: {err.strerror or err}") from None

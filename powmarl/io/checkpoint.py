@@ -1,0 +1,179 @@
+"""Checkpoints of the whole training state, written atomically and verified on load.
+
+A checkpoint is two files in ``RUN_DIR/checkpoints/``:
+
+- ``ckpt-<iteration>.npz``: every leaf of the (seed-stacked) runner state, in tree order;
+- ``ckpt-<iteration>.json``: the SHA-256 of the ``.npz``, its size, and the loop position
+  (iteration index, metrics rows written, elapsed time, whether training finished).
+
+Both are written to a temporary file, fsynced and renamed; the ``.json`` goes last, so a
+checkpoint without its ``.json`` (a kill during the write) is ignored. On load the hash
+is checked: a corrupt or truncated checkpoint is reported and never loaded, and the
+previous good one is used. The newest ``keep`` checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from powmarl.io.run_dir import atomic_write_text
+
+_NAME = re.compile(r"^ckpt-(\d{9})\.json$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written, or none could be loaded."""
+
+
+class Checkpoint(NamedTuple):
+    state: Any  # the runner state, leaves stacked over members
+    meta: dict[str, Any]
+    path: Path
+
+
+def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def _is_key(leaf) -> bool:
+    return jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_npz(path: Path, leaves: list[np.ndarray]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, *leaves)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save(run_dir: str | os.PathLike, state: Any, meta: dict[str, Any], keep: int = 3) -> Path:
+    """Write a checkpoint of ``state`` labelled by ``meta["iteration"]``; prune to ``keep``.
+
+    Raises :class:`CheckpointError` naming the file when the write fails (disk full,
+    permissions); earlier checkpoints are left untouched.
+    """
+    directory = checkpoint_dir(run_dir)
+    stem = f"ckpt-{int(meta['iteration']):09d}"
+    data_path = directory / f"{stem}.npz"
+    leaves = [
+        np.asarray(jax.random.key_data(x) if _is_key(x) else x)
+        for x in jax.tree.leaves(jax.device_get(state))
+    ]
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_npz(data_path, leaves)
+        record = {
+            **meta,
+            "file": data_path.name,
+            "sha256": _sha256(data_path),
+            "bytes": data_path.stat().st_size,
+            "num_leaves": len(leaves),
+        }
+        atomic_write_text(directory / f"{stem}.json", json.dumps(record, indent=1))
+    except OSError as err:
+        previous = [p.stem for p in list_checkpoints(run_dir) if p.stem != stem]
+        kept = f"; the previous checkpoint {previous[-1]} is kept" if previous else ""
+        raise CheckpointError(
+            f"checkpoint: cannot write {data_path}: {err.strerror or err}{kept}"
+        ) from err
+    _prune(directory, keep)
+    return data_path
+
+
+def _prune(directory: Path, keep: int) -> None:
+    metas = sorted(p for p in directory.glob("ckpt-*.json") if _NAME.match(p.name))
+    for meta_path in metas[: max(0, len(metas) - keep)]:
+        meta_path.unlink(missing_ok=True)  # meta first: a half-pruned one is then ignored
+        meta_path.with_suffix(".npz").unlink(missing_ok=True)
+    live = {p.with_suffix(".npz").name for p in metas[-keep:]} if keep else set()
+    for data in directory.glob("ckpt-*.npz"):
+        if data.name not in live:  # data of a write killed before its .json
+            data.unlink(missing_ok=True)
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """The ``.json`` records of the checkpoints in ``run_dir``, oldest first."""
+    directory = checkpoint_dir(run_dir)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("ckpt-*.json") if _NAME.match(p.name))
+
+
+def _load_one(meta_path: Path, template: Any) -> Checkpoint:
+    """Load one checkpoint against ``template`` (a tree of ShapeDtypeStructs); raise
+    :class:`CheckpointError` saying what is wrong with it."""
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        data_path = meta_path.with_name(meta["file"])
+        expected = meta["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{meta_path.name}: unreadable record ({err})") from None
+    if not data_path.exists():
+        raise CheckpointError(f"{data_path.name}: missing")
+    if data_path.stat().st_size != meta.get("bytes") or _sha256(data_path) != expected:
+        raise CheckpointError(f"{data_path.name}: checksum mismatch (corrupt or truncated)")
+    specs, treedef = jax.tree.flatten(template)
+    with np.load(data_path) as npz:
+        arrays = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+    if len(arrays) != len(specs):
+        raise CheckpointError(
+            f"{data_path.name}: holds {len(arrays)} arrays, this configuration needs "
+            f"{len(specs)} (was the run's config changed?)"
+        )
+    leaves = []
+    for i, (array, spec) in enumerate(zip(arrays, specs)):
+        if _is_key(spec):
+            leaves.append(jax.random.wrap_key_data(array))
+            continue
+        if array.shape != spec.shape or array.dtype != spec.dtype:
+            raise CheckpointError(
+                f"{data_path.name}: leaf {i} is {array.dtype}{list(array.shape)}, expected "
+                f"{spec.dtype}{list(spec.shape)} (was the run's config changed?)"
+            )
+        leaves.append(array)
+    return Checkpoint(jax.tree.unflatten(treedef, leaves), meta, data_path)
+
+
+def load_latest(run_dir: str | os.PathLike, template: Any, log=None) -> Checkpoint | None:
+    """The newest checkpoint that verifies, or None when there is none at all.
+
+    Corrupt ones are reported through ``log`` (default: stderr) and skipped. Raises
+    :class:`CheckpointError` when checkpoints exist but none verifies.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    candidates = list_checkpoints(run_dir)
+    problems = []
+    for meta_path in reversed(candidates):
+        try:
+            return _load_one(meta_path, template)
+        except CheckpointError as err:
+            problems.append(str(err))
+            log(f"powmarl: checkpoint {err}; not loaded, trying the previous one")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint: no valid checkpoint in {checkpoint_dir(run_dir)}: " + "; ".join(problems)
+        )
+    return None
