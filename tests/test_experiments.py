@@ -65,8 +65,12 @@ def _tree(value):
 
 def test_checkpoint_roundtrip_prune_and_corruption(tmp_path):
     template = jax.eval_shape(lambda: _tree(0.0))
+    (tmp_path / "checkpoints").mkdir()
+    stale = tmp_path / "checkpoints" / ".ckpt-000000009.npz.tmp-1"  # a killed write
+    stale.write_bytes(b"partial")
     for i in range(1, 5):
         checkpoint.save(tmp_path, _tree(float(i)), {"iteration": i}, keep=3)
+    assert not stale.exists()
     names = [p.stem for p in checkpoint.list_checkpoints(tmp_path)]
     assert names == ["ckpt-000000002", "ckpt-000000003", "ckpt-000000004"]
     assert len(list((tmp_path / "checkpoints").glob("*.npz"))) == 3
@@ -126,8 +130,14 @@ def test_truncate_metrics_drops_partial_and_extra_rows(tmp_path):
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ref") / "run"
-    result = train_matrix(run_dir, t_max=12_000, checkpoint_interval=2000)
+    result = train_matrix(run_dir, t_max=12_000, checkpoint_interval=2000, loggers=["tensorboard"])
     return run_dir, result
+
+
+def test_run_dir_logs_to_tensorboard_per_seed(reference_run):
+    run_dir, _ = reference_run
+    for seed in (0, 1):
+        assert list((run_dir / "tensorboard" / f"seed{seed}").glob("events.out.tfevents.*"))
 
 
 def test_kill_9_then_resume_matches_uninterrupted(reference_run, tmp_path):
@@ -358,7 +368,8 @@ def test_sweep_runs_skips_and_resumes(tmp_path, capsys):
     grid_file = tmp_path / "grid.yaml"
     grid_file.write_text(yaml.safe_dump(SWEEP_GRID))
     out = tmp_path / "sweep"
-    assert main(["sweep", str(grid_file), "--out", str(out)]) == 0
+    # first pass: two runs in two local processes
+    assert main(["sweep", str(grid_file), "--out", str(out), "--workers", "2"]) == 0
     assert capsys.readouterr().out.count(": trained, 4 members") == 2
     runs = sorted(p for p in out.iterdir() if p.is_dir())
     assert [p.name for p in runs] == [

@@ -112,6 +112,10 @@ def _prune(directory: Path, keep: int) -> None:
     for data in directory.glob("ckpt-*.npz"):
         if data.name not in live:  # data of a write killed before its .json
             data.unlink(missing_ok=True)
+    own = f".tmp-{os.getpid()}"
+    for tmp in directory.glob(".ckpt-*.tmp-*"):  # temporaries of killed processes
+        if not tmp.name.endswith(own):
+            tmp.unlink(missing_ok=True)
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
