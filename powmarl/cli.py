@@ -64,6 +64,8 @@ def _coerce_env_args(env_id: str, raw: dict[str, str]) -> dict[str, Any]:
         default = allowed[key]
         if isinstance(default, (int, float, bool)):
             out[key] = parse_value(key, value, default)
+        elif isinstance(default, str):  # e.g. smax's map_name=3s_vs_5z
+            out[key] = value
         else:
             try:
                 out[key] = json.loads(value)

@@ -145,15 +145,23 @@ def test_unknown_metric_lists_available(tmp_path):
 
 
 def test_default_metric_prefers_win_rate(tmp_path):
-    run = write_run(tmp_path / "r", "qmix", {0: [(10, 1.0)], 1: [(10, 2.0)]}, env_id="smax")
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    rows = [json.loads(line) | {"eval/battle_won_mean": 0.5} for line in lines]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runs = []
+    for name, env_id in (("r", "smax"), ("v2", "smacv2_zerg_5v5")):
+        run = write_run(tmp_path / name, "qmix", {0: [(10, 1.0)], 1: [(10, 2.0)]}, env_id=env_id)
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        rows = [json.loads(line) | {"eval/battle_won_mean": 0.5} for line in lines]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        runs.append(run)
     other = write_run(tmp_path / "m", "qmix", {0: [(10, 8.0)]}, env_id="matrix_pow")
-    make_report([run, other], tmp_path / "out", plots=False)
+    make_report([*runs, other], tmp_path / "out", plots=False)
     with open(tmp_path / "out" / "table.csv") as fh:
         metrics = {r["task"]: r["metric"] for r in csv.DictReader(fh)}
-    assert metrics == {"smax": "eval/battle_won_mean", "matrix_pow": "eval/return_mean"}
+    # SMAC maps: test win rate; SMACv2: mean test return (the paper's metrics)
+    assert metrics == {
+        "smax": "eval/battle_won_mean",
+        "smacv2_zerg_5v5": "eval/return_mean",
+        "matrix_pow": "eval/return_mean",
+    }
 
 
 # --- tables and plots -----------------------------------------------------------------------

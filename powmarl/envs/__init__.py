@@ -36,6 +36,20 @@ def _stag_hunt(
     )
 
 
+def _smax(map_name: str = "3s_vs_5z", episode_limit: int | None = None, obs_dtype="float16"):
+    # lazy: jaxmarl is optional (raises ImportError "smax: needs jaxmarl; ..." without it)
+    from powmarl.envs.smax import SmaxEnv
+
+    return SmaxEnv(map_name=map_name, episode_limit=episode_limit, obs_dtype=obs_dtype)
+
+
+def _smacv2(race: str):
+    def factory(episode_limit: int | None = None, obs_dtype="float16"):
+        return _smax(f"smacv2_{race}_5v5", episode_limit, obs_dtype)
+
+    return factory
+
+
 register("matrix", _matrix, "one-step game with any payoff tensor U^n (default: POW payoff)")
 register("matrix_pow", _matrix_pow, "the POW paper's 3x3 game: optimum 8, trap 7.9")
 register("matrix_wqmix", _matrix_wqmix, "the classic WQMIX/QTRAN 3x3 game: optimum 8")
@@ -44,6 +58,19 @@ register(
     _stag_hunt,
     "predator-prey with mis-capture punishment p (10x10, 8 agents, 8 stags, 200 steps)",
 )
+register(
+    "smax",
+    _smax,
+    "SMAC-like battle on JaxMARL's SMAX vs its heuristic AI (map_name: 3s_vs_5z, corridor, "
+    "27m_vs_30m, ...; needs jaxmarl)",
+)
+for _race in ("protoss", "terran", "zerg"):
+    register(
+        f"smacv2_{_race}_5v5",
+        _smacv2(_race),
+        f"SMACv2-like 5v5 {_race} on SMAX: random unit types, surrounded/reflect starts "
+        "(needs jaxmarl)",
+    )
 
 __all__ = [
     "POW_PAYOFF",

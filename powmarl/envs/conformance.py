@@ -94,6 +94,8 @@ def check(env, params=None, seed: int = 0, episodes: int = 2) -> None:
     if errors:
         raise ConformanceError("\n".join(errors))
     key = jax.random.key(seed)
+    # one jitted pair for every jitted episode: compiled once, not once per episode
+    jit_reset, jit_step = jax.jit(env.reset), jax.jit(env.step)
     for e in range(episodes):
         key, ep_key = jax.random.split(key)
         same_key = jax.random.clone(ep_key)  # the jitted run replays the same episode
@@ -104,8 +106,8 @@ def check(env, params=None, seed: int = 0, episodes: int = 2) -> None:
             env,
             params,
             same_key,
-            jax.jit(env.reset),
-            jax.jit(env.step),
+            jit_reset,
+            jit_step,
             errors,
             f"jit episode {e}",
             spec.episode_limit,
@@ -121,8 +123,8 @@ def check(env, params=None, seed: int = 0, episodes: int = 2) -> None:
             env,
             params,
             jax.random.fold_in(jax.random.key(seed), 7),  # a fresh key per replay
-            jax.jit(env.reset),
-            jax.jit(env.step),
+            jit_reset,
+            jit_step,
             [],
             "determinism",
             spec.episode_limit,

@@ -38,7 +38,10 @@ def prepare_run_dir(path: str | os.PathLike, config: dict[str, Any]) -> Path:
     """Create ``path`` and write ``config.json``; refuse to overwrite an existing run."""
     run_dir = Path(path)
     if (run_dir / "metrics.jsonl").exists() or (run_dir / "config.json").exists():
-        raise ValueError(f"run_dir: {run_dir} already holds a run; choose a new directory")
+        raise ValueError(
+            f"run_dir: {run_dir} already holds a run; continue it with `powmarl resume {run_dir}`"
+            " or choose a new directory"
+        )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "checkpoints").mkdir(exist_ok=True)

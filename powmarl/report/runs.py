@@ -225,7 +225,8 @@ def metric_names(groups: Iterable[Group]) -> list[str]:
 
 def choose_metric(groups: Sequence[Group], metric: str | None) -> str:
     """``metric`` if logged (error listing the logged ones otherwise), else the default:
-    the SMAX win rate where logged, else the greedy test return."""
+    the SMAX win rate where logged (SMAC maps), else the greedy test return (also for
+    the SMACv2-like scenarios, whose paper metric is the mean test return)."""
     available = metric_names(groups)
     if metric is not None:
         if metric not in available:
@@ -234,7 +235,8 @@ def choose_metric(groups: Sequence[Group], metric: str | None) -> str:
                 f"{', '.join(available)}"
             )
         return metric
-    for name in DEFAULT_METRICS:
+    smacv2 = bool(groups) and all(g.env_id.startswith("smacv2_") for g in groups)
+    for name in DEFAULT_METRICS[1:] if smacv2 else DEFAULT_METRICS:
         if name in available:
             return name
     raise ReportError(

@@ -77,6 +77,10 @@ def bucket_index(batch: EpisodeBatch, ladder: tuple[int, ...], seed_axis: str | 
     return index
 
 
+def _zeros(spec) -> Array:
+    return jnp.zeros(spec.shape, spec.dtype)
+
+
 def _masked_mean(values: Array, weights: Array) -> Array:
     return (values * weights).sum(axis=0) / jnp.maximum(weights.sum(axis=0), 1.0)
 
@@ -92,12 +96,21 @@ def make_runner(cfg: Config, env, algo: Algorithm, seed_axis: str | None = "seed
     iters = iterations_per_chunk(cfg, spec.episode_limit)
     num_envs = cfg.num_envs
     ladder = length_ladder(spec.episode_limit, cfg.length_buckets)
+    decode = getattr(env, "replay_decode", None)
+
+    def expand(batch: EpisodeBatch) -> EpisodeBatch:
+        """Restore obs, state and avail_actions where the env stores a compact record."""
+        if decode is None:
+            return batch
+        obs, state, avail_actions = decode(batch.obs)
+        return batch.replace(obs=obs, state=state, avail_actions=avail_actions)
 
     def init(key: PRNGKey, env_params) -> RunnerState:
         learner_key, run_key = jax.random.split(key)
         example = _example_batch(env_params)
+        expanded = jax.eval_shape(expand, example)
         return RunnerState(
-            learner=learner.init(learner_key, example),
+            learner=learner.init(learner_key, jax.tree.map(_zeros, expanded)),
             buffer=buffer_init(jax.tree.map(lambda x: x[0], example), cfg.buffer_size),
             key=run_key,
             t_env=jnp.zeros((), jnp.int32),
@@ -141,12 +154,12 @@ def make_runner(cfg: Config, env, algo: Algorithm, seed_axis: str | None = "seed
             batch = buffer_sample(buffer, sample_key, cfg.batch_size)
             branches = [
                 lambda ls, b, k=k: learner.update(
-                    ls, truncate_batch(b, k), hp, t_env, first_call, update_targets
+                    ls, expand(truncate_batch(b, k)), hp, t_env, first_call, update_targets
                 )
                 for k in ladder
             ]
             branches.append(
-                lambda ls, b: learner.update(ls, b, hp, t_env, first_call, update_targets)
+                lambda ls, b: learner.update(ls, expand(b), hp, t_env, first_call, update_targets)
             )
             index = bucket_index(batch, ladder, seed_axis)
             return jax.lax.switch(index, branches, learner_state, batch)

@@ -44,6 +44,17 @@ def _zero_unless(alive, x):
 def make_rollout(env, learner: Learner, hidden_dim: int):
     """Return ``rollout(agent_params, env_params, key, epsilon, num_envs) -> (EpisodeBatch, stats)``."""
     spec = env.spec
+    # an env may have the buffer keep a compact per-step record instead of obs, state and
+    # avail_actions (``replay_encode``; the runner restores them with ``replay_decode``)
+    encode = getattr(env, "replay_encode", None)
+
+    def stored(ts, env_state, keep):
+        """What the buffer keeps of one step, zeroed unless ``keep``."""
+        if encode is None:
+            kept = {"obs": ts.obs, "state": ts.state, "avail_actions": ts.avail_actions}
+        else:
+            kept = {"obs": encode(env_state), "state": None, "avail_actions": None}
+        return jax.tree.map(lambda x: _zero_unless(keep, x), kept)
 
     def env_step(carry: _Carry, agent_params, env_params, epsilon):
         key, act_key, step_key = jax.random.split(carry.key, 3)
@@ -54,9 +65,7 @@ def make_rollout(env, learner: Learner, hidden_dim: int):
         next_ts, env_state = env.step(step_key, carry.env_state, actions, env_params)
         alive = carry.alive
         record = {
-            "obs": _zero_unless(alive, ts.obs),
-            "state": _zero_unless(alive, ts.state),
-            "avail_actions": _zero_unless(alive, ts.avail_actions),
+            "slots": stored(ts, carry.env_state, alive),
             "actions": _zero_unless(alive, actions).astype(jnp.uint8),
             "reward": _zero_unless(alive, next_ts.reward),
             "terminated": alive & next_ts.terminated,
@@ -96,14 +105,11 @@ def make_rollout(env, learner: Learner, hidden_dim: int):
 
         carry, rec = jax.lax.scan(body, carry, None, length=spec.episode_limit)
         # slot T holds the observation after the last step when the episode ran to the limit
-        last = carry.timestep
         full = carry.length == spec.episode_limit
+        last = stored(carry.timestep, carry.env_state, full)
+        slots = jax.tree.map(lambda r, x: jnp.concatenate([r, x[None]]), rec["slots"], last)
         batch = EpisodeBatch(
-            obs=jnp.concatenate([rec["obs"], _zero_unless(full, last.obs)[None]]),
-            state=jnp.concatenate([rec["state"], _zero_unless(full, last.state)[None]]),
-            avail_actions=jnp.concatenate(
-                [rec["avail_actions"], _zero_unless(full, last.avail_actions)[None]]
-            ),
+            **slots,
             actions=rec["actions"],
             reward=rec["reward"].astype(jnp.float32),
             terminated=rec["terminated"],
