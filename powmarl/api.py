@@ -14,6 +14,7 @@ import numpy as np
 
 from powmarl import algos, presets
 from powmarl.config import Config, HParams, apply_overrides, from_dict, to_dict
+from powmarl.envs.host.base import is_host_env
 from powmarl.io import checkpoint
 from powmarl.io.run_dir import atomic_write_text, prepare_run_dir
 from powmarl.runners import driver
@@ -85,6 +86,8 @@ class TrainResult:
         the game (a one-step game's reset is deterministic; default ``key(0)``)."""
         if self.env.spec.episode_limit != 1:
             raise ValueError("tables: only defined for one-step games (episode_limit 1)")
+        if is_host_env(self.env):
+            raise ValueError("tables: not available for host envs (use the JAX 'matrix' game)")
         key = jax.random.key(0) if key is None else key
         return [
             one_step_tables(self.runner, self.env, self.seed_params(i), self.env_params, key)
@@ -157,7 +160,9 @@ def train(
         raise ValueError("loggers: TensorBoard and W&B logging need a run_dir")
     cfg, hp = resolve_settings(env, overrides, algorithm)
     members = _members(seeds, hparam_grid)
-    env_params = env.default_params() if env_params is None else env_params
+    host = is_host_env(env)
+    if not host:
+        env_params = env.default_params() if env_params is None else env_params
     record = {
         "algo": algorithm.name,
         "env_id": getattr(env, "env_id", type(env).__name__),
@@ -168,11 +173,44 @@ def train(
         **to_dict(cfg, hp),
         "versions": _versions(),
     }
+    if host:
+        record["runner"] = "host"
     if run_dir is not None:
         prepare_run_dir(run_dir, record)
+    if host:
+        return _train_host(
+            algorithm, env, cfg, hp, members, run_dir, progress, loggers, record, logger_options
+        )
     session = _session(algorithm, env, cfg, hp, members, env_params, run_dir, progress)
     session.sinks = _sinks(loggers, run_dir, record, logger_options)
     return _finish(session, env, algorithm, *_run(session))
+
+
+def _train_host(algorithm, env, cfg, hp, members, run_dir, progress, loggers, record, options):
+    """Python (host) envs: the host runner trains the members one after another; no
+    checkpoints yet (docs/envs/sc2.md)."""
+    from powmarl.runners import host_runner
+
+    sinks = _sinks(loggers, run_dir, record, options)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    try:
+        out = host_runner.train(algorithm, env, cfg, hp, members, run_dir, progress, sinks)
+    finally:
+        for sink in sinks:
+            sink.close()
+    hps = [apply_overrides(cfg, hp, m.hparams)[1] for m in members]
+    return TrainResult(
+        algo=algorithm.name,
+        env=env,
+        members=members,
+        config=cfg,
+        hparams=driver.stack_hparams(hps),
+        metrics=out.rows,
+        params=jax.tree.map(lambda *xs: np.stack(xs), *[s.learner.params for s in out.states]),
+        env_params=None,
+        runner=out.runner,
+        run_dir=run_dir,
+    )
 
 
 def resume(
@@ -193,6 +231,7 @@ def resume(
 
     run_dir = Path(run_dir)
     record = read_record(run_dir)
+    _refuse_host(record, env, "resume")
     if env is None:
         env = make_env(record["env_id"], **record["env_kwargs"])
     algorithm = algo if algo is not None else algos.make(record["algo"])
@@ -215,6 +254,14 @@ def resume(
         state = ckpt.state
     position.rows = truncate_metrics(run_dir, int(ckpt.meta["rows"]) if ckpt else 0)
     return _finish(session, env, algorithm, *_run(session, state, position))
+
+
+def _refuse_host(record: dict[str, Any], env, what: str) -> None:
+    if record.get("runner") == "host" or is_host_env(env):
+        raise ValueError(
+            f"{what}: runs on host (Python) envs write no checkpoints yet, so they cannot be "
+            "resumed or evaluated; train again (see docs/envs/sc2.md)"
+        )
 
 
 def read_record(run_dir: str | Path) -> dict[str, Any]:
@@ -358,6 +405,7 @@ def evaluate(
     from powmarl.envs import make as make_env
 
     record = read_record(run_dir)
+    _refuse_host(record, None, "eval")
     env = make_env(record["env_id"], **record["env_kwargs"])
     algorithm = algos.make(record["algo"])
     cfg, hp = from_dict(record)

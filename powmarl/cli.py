@@ -1,4 +1,4 @@
-"""The ``powmarl`` command: ``train``, ``resume``, ``eval``, ``sweep``, ``report``, ``list``, ``demo``.
+"""The powmarl command: train, resume, eval, sweep, report, list, demo.
 
 Bad input gives a one-line error naming what is allowed, exit status 2, no traceback.
 """

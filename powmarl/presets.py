@@ -65,6 +65,11 @@ _FAMILY = {
     "smacv2_protoss_5v5": "smacv2",
     "smacv2_terran_5v5": "smacv2",
     "smacv2_zerg_5v5": "smacv2",
+    "matrix_host": "matrix",
+    "sc2_smac": "smac",
+    "sc2_smacv2_protoss_5v5": "smacv2",
+    "sc2_smacv2_terran_5v5": "smacv2",
+    "sc2_smacv2_zerg_5v5": "smacv2",
 }
 
 #: SMAC maps of the paper that SMAX can express (notes sec. 5.3, ambiguity 13): 3s_vs_5z and

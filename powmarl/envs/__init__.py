@@ -72,6 +72,49 @@ for _race in ("protoss", "terran", "zerg"):
         "(needs jaxmarl)",
     )
 
+
+# host (Python) envs: trained on the host path (powmarl.runners.host_runner)
+def _matrix_host(payoff=POW_PAYOFF):
+    from powmarl.envs.host.matrix import HostMatrixGame
+
+    return HostMatrixGame(payoff)
+
+
+def _sc2_smac(map_name: str = "3s_vs_5z", obs_dtype="float32", seed: int | None = None):
+    # lazy: needs StarCraft II and the smac package (the ImportError says how to install them)
+    from powmarl.envs.host.smac import make_smac
+
+    return make_smac(map_name=map_name, obs_dtype=obs_dtype, seed=seed)
+
+
+def _sc2_smacv2(race: str):
+    def factory(obs_dtype="float32", seed: int | None = None):
+        from powmarl.envs.host.smac import make_smacv2
+
+        return make_smacv2(race, obs_dtype=obs_dtype, seed=seed)
+
+    return factory
+
+
+register(
+    "matrix_host",
+    _matrix_host,
+    "the matrix game (default: POW payoff) as a NumPy host env: tests the host path",
+)
+register(
+    "sc2_smac",
+    _sc2_smac,
+    "real SMAC on StarCraft II (map_name: 3s_vs_5z, corridor, MMM2, ...; host path; "
+    "needs StarCraft II and smac, see docs/envs/sc2.md)",
+)
+for _race in ("protoss", "terran", "zerg"):
+    register(
+        f"sc2_smacv2_{_race}_5v5",
+        _sc2_smacv2(_race),
+        f"real SMACv2 10gen_{_race}, 5 vs 5, on StarCraft II (host path; needs StarCraft II "
+        "and smacv2, see docs/envs/sc2.md)",
+    )
+
 __all__ = [
     "POW_PAYOFF",
     "WQMIX_PAYOFF",
