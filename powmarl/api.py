@@ -16,7 +16,7 @@ from powmarl import algos, presets
 from powmarl.config import Config, HParams, apply_overrides, from_dict, to_dict
 from powmarl.envs.host.base import is_host_env
 from powmarl.io import checkpoint
-from powmarl.io.run_dir import atomic_write_text, prepare_run_dir
+from powmarl.io.run_dir import atomic_write_text, prepare_run_dir, read_metrics
 from powmarl.runners import driver
 from powmarl.runners.evaluate import one_step_tables
 from powmarl.runners.jax_runner import Runner, make_runner
@@ -299,6 +299,15 @@ def run_status(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         return "new"
+    record = read_record(run_dir)
+    if record.get("runner") == "host":  # no checkpoints: finished when every member is
+        t_max = record["config"]["t_max"]
+        last: dict[tuple[int, str], int] = {}
+        metrics = run_dir / "metrics.jsonl"
+        for row in read_metrics(run_dir) if metrics.exists() else []:
+            last[(row["seed"], row.get("variant", ""))] = row["t_env"]
+        done = len(last) == len(record["members"]) and min(last.values()) >= t_max
+        return "finished" if done else "partial"
     for meta_path in reversed(checkpoint.list_checkpoints(run_dir)):
         try:
             return "finished" if json.loads(meta_path.read_text())["finished"] else "partial"

@@ -174,34 +174,46 @@ def _split_grid(grid: dict[str, Any]) -> tuple[dict[str, list[float]], dict[str,
 
 def run_one(spec: RunSpec) -> dict[str, Any]:
     """Train, resume or skip one run (by the state of its directory); a summary dict."""
-    from powmarl.api import resume, run_status, train
+    from powmarl.api import read_record, resume, run_status, train
     from powmarl.envs import make as make_env
 
     status = run_status(spec.run_dir)
     if status == "finished":
-        action = "skipped (finished)"
-        result = resume(spec.run_dir, progress=False)  # loads the final checkpoint only
-    elif status == "partial":
-        action = "resumed"
-        result = resume(spec.run_dir, progress=False)
-    else:
-        action = "trained"
-        result = train(
-            spec.algo,
-            make_env(spec.env_id, **spec.env_kwargs),
-            seeds=spec.seeds,
-            run_dir=spec.run_dir,
-            progress=False,
-            hparam_grid=spec.hparam_grid or None,
-            **spec.overrides,
-        )
-    returns = result.final_eval_return
+        return _summary(spec, "skipped (finished)")
+    if status == "partial":
+        if read_record(spec.run_dir).get("runner") == "host":
+            raise ValueError(
+                f"sweep: {spec.run_dir} holds an unfinished host-env run, which cannot be "
+                "resumed yet; delete the directory to train it again"
+            )
+        resume(spec.run_dir, progress=False)
+        return _summary(spec, "resumed")
+    train(
+        spec.algo,
+        make_env(spec.env_id, **spec.env_kwargs),
+        seeds=spec.seeds,
+        run_dir=spec.run_dir,
+        progress=False,
+        hparam_grid=spec.hparam_grid or None,
+        **spec.overrides,
+    )
+    return _summary(spec, "trained")
+
+
+def _summary(spec: RunSpec, action: str) -> dict[str, Any]:
+    """What a run ended with, read back from its metrics (the last row of each member)."""
+    from powmarl.io.run_dir import read_metrics
+
+    last: dict[tuple[int, str], float] = {}
+    for row in read_metrics(spec.run_dir):
+        last[(row["seed"], row.get("variant", ""))] = row["eval/return_mean"]
+    returns = [v for v in last.values() if v is not None]
     return {
         "name": spec.name,
         "run_dir": spec.run_dir,
         "action": action,
-        "members": len(result.members),
-        "final_return_mean": float(returns.mean()),
+        "members": len(last),
+        "final_return_mean": float(sum(returns) / len(returns)) if returns else float("nan"),
     }
 
 

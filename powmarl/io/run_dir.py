@@ -77,6 +77,7 @@ class MetricsWriter:
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The complete rows of ``metrics.jsonl`` (a last line cut off by a kill is skipped)."""
     path = Path(run_dir) / "metrics.jsonl"
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        return [json.loads(line) for line in fh if line.endswith("\n") and line.strip()]
