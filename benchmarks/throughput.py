@@ -5,6 +5,8 @@ Each configuration runs in its own subprocess so its peak memory is its own.
     python benchmarks/throughput.py                       # stag_hunt QMIX, 1 and 5 seeds
     python benchmarks/throughput.py --env matrix_pow --full-run --t-max 50000 --seeds 5
     python benchmarks/throughput.py --algo vdn --seeds 1 5 --chunks 3 --json out.json
+    python benchmarks/throughput.py --env smax --env-arg 'map_name="27m_vs_30m"' \
+        --set test_interval=1440 --set test_nepisode=8 --seeds 1 5 --chunks 2
 
 Steady-state numbers are measured after the buffer holds a batch (the learner runs
 every iteration), over ``--chunks`` chunks, excluding compilation, which is timed
@@ -55,6 +57,7 @@ def measure_steady(env_id: str, env_args: dict, algo: str, num_seeds: int, chunk
     start = time.perf_counter()
     compiled = chunk_fn.lower(state, hp_arrays, env_params, jnp.int32(0)).compile()
     compile_s = time.perf_counter() - start
+    scratch = compiled.memory_analysis()  # XLA's temporaries for all seeds (None if unknown)
     buffer_bytes = _tree_bytes(state.buffer) // num_seeds
     it = 0
     while True:  # warm up until every iteration of a chunk calls the learner
@@ -85,6 +88,9 @@ def measure_steady(env_id: str, env_args: dict, algo: str, num_seeds: int, chunk
         "init_compile_s": init_s,
         "chunk_compile_s": compile_s,
         "buffer_mib_per_seed": buffer_bytes / 2**20,
+        "xla_temp_mib_per_seed": (
+            scratch.temp_size_in_bytes / 2**20 / num_seeds if scratch is not None else None
+        ),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "device": jax.devices()[0].device_kind,
         "backend": jax.default_backend(),

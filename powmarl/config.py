@@ -49,6 +49,11 @@ class Config:
     length_buckets: int = _f(
         4, "batch lengths the learner is compiled for; 1 = always the full episode", 1
     )
+    remat_agent: bool = _f(
+        False,
+        "learner: build agent inputs per step and recompute the GRU step in the backward pass"
+        " (less memory, ~1 more agent forward; SMAX presets switch it on)",
+    )
     target_update_interval: int = _f(200, "episodes between hard target copies", 1)
     test_interval: int = _f(10_000, "env steps between greedy evaluations (test_interval)", 1)
     test_nepisode: int = _f(16, "greedy test episodes per evaluation (test_nepisode)", 1)

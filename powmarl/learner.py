@@ -30,6 +30,7 @@ from powmarl.core.exploration import masked_argmax, take
 from powmarl.core.losses import global_norm, masked_weighted_mse
 from powmarl.core.returns import td_lambda_targets
 from powmarl.networks.agent import (
+    AgentInputs,
     RNNAgent,
     agent_input_dim,
     build_agent_inputs,
@@ -212,7 +213,10 @@ def make_learner(
         runner dropped the bootstrap tail because every episode in it terminated.
         """
         last_actions = shift_last_actions(batch.actions)[:, : batch.obs.shape[1]]
-        inputs = agent_inputs(batch.obs, last_actions)  # [B, N, A, I]
+        if cfg.remat_agent:  # built per step inside the unrolls (networks/agent.py)
+            inputs = AgentInputs(batch.obs, last_actions, spec.num_actions, last_action, agent_id)
+        else:
+            inputs = agent_inputs(batch.obs, last_actions)  # [B, N, A, I]
         agent_qs, agent_vjp = jax.vjp(
             lambda p: unroll_agent(agent, p, inputs), state.params["agent"]
         )

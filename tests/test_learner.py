@@ -3,6 +3,7 @@ weighting slots."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -345,3 +346,25 @@ def test_weighting_rule_scales_q_tot_loss():
     assert uniform["train/loss_q_tot"] > 0
     assert doubled["train/loss_q_tot"] == pytest.approx(2 * uniform["train/loss_q_tot"], rel=1e-5)
     assert doubled["train/weight_mean"] == pytest.approx(2.0)
+
+
+# --------------------------------------------------------------------------- remat_agent
+
+
+@pytest.mark.parametrize("algo_name", ["qmix", "pow_qmix"])
+def test_remat_agent_gives_the_same_update(algo_name):
+    """``remat_agent`` (agent inputs built per step, GRU step rematerialised) changes memory,
+    not the update: same metrics and parameters to float tolerance, on the full batch and on
+    a truncated one (pow_qmix also unrolls Q*'s own agent on the first T slots)."""
+    algo = registered_algo(algo_name)
+    env, raw = env_and_batch("stag_tiny")
+    lean_cfg = dataclasses.replace(CFG, remat_agent=True)
+    lean = make_learner(lean_cfg, env.spec, algo, env.obs_last_action, env.obs_agent_id)
+    for batch in (raw, truncate_batch(terminate_early(raw, [2, 3, 1, 3]), 3)):
+        ref = run_update(algo, "stag_tiny", batch)
+        state0 = lean.init(jax.random.key(0), batch)
+        state1, metrics = lean.update(
+            state0, batch, HP, jnp.float32(1000.0), jnp.asarray(True), jnp.asarray(False)
+        )
+        assert trees_equal(ref[0].params, state0.params)
+        assert_same_update(ref, (state0, state1, jax.device_get(metrics)))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from powmarl.networks.agent import (
+    AgentInputs,
     RNNAgent,
     agent_input_dim,
     build_agent_inputs,
@@ -224,3 +225,32 @@ def test_gru_init_within_hidden_bound():
         value = np.asarray(value)
         assert np.abs(value).max() <= bound, name
         assert np.abs(value).max() > 0.8 * bound, name
+
+
+def test_unroll_agent_lean_inputs_match_built_tensor():
+    """AgentInputs (built per step inside a rematerialised scan) gives the same utilities and
+    parameter gradients as the materialised [B, T, A, I] tensor; ``[:, :k]`` keeps k slots."""
+    batch, steps, agents, obs_dim, hidden_dim, actions = 3, 5, 2, 4, 8, 3
+    init_key, obs_key, act_key = keys(11, 3)
+    agent = RNNAgent(hidden_dim, actions)
+    obs = jax.random.normal(obs_key, (batch, steps, agents, obs_dim)).astype(jnp.float16)
+    taken = jax.random.randint(act_key, (batch, steps - 1, agents), 0, actions)
+    last = shift_last_actions(taken)
+    dense = build_agent_inputs(obs, last, actions, last_action=True, agent_id=True)
+    lean = AgentInputs(obs, last, actions, last_action=True, agent_id=True)
+    assert lean.shape == dense.shape and lean[:, :3].shape == dense[:, :3].shape
+    params = agent.init(init_key, jnp.zeros((agents, hidden_dim)), dense[0, 0])
+
+    def loss(p, x):
+        qs = unroll_agent(agent, p, x)
+        return (qs * jnp.arange(qs.size).reshape(qs.shape) / qs.size).sum(), qs
+
+    grad = jax.jit(jax.grad(loss, has_aux=True))
+    for k in (steps, 3, 1):
+        want_g, want_q = grad(params, dense[:, :k])
+        got_g, got_q = grad(params, lean[:, :k])
+        assert got_q.shape == (batch, k, agents, actions)
+        np.testing.assert_allclose(np.asarray(got_q), np.asarray(want_q), rtol=1e-5, atol=1e-6)
+        for g, w in zip(jax.tree.leaves(got_g), jax.tree.leaves(want_g), strict=True):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(lean[1:].obs), np.asarray(obs[1:]))

@@ -24,7 +24,9 @@ class LossContext:
     except where noted). Shapes: B episodes, T steps, A agents, U actions."""
 
     batch: EpisodeBatch
-    agent_inputs: Array  # [B, N, A, I]; N = T+1 slots, or T when the tail was dropped
+    # [B, N, A, I]; N = T+1 slots, or T when the tail was dropped; an AgentInputs (same
+    # indexing, built per step by unroll_agent) when Config.remat_agent is on
+    agent_inputs: Any
     agent_qs: Array  # [B, N, A, U] online utilities
     greedy_actions: Array  # [B, N, A] online greedy actions over available ones
     max_qs: Array  # [B, N, A] online utilities at the greedy actions
