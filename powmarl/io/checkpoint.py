@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from powmarl.io.run_dir import atomic_write_text
+from powmarl.io.run_dir import atomic_write, atomic_write_text
 
 _NAME = re.compile(r"^ckpt-(\d{9})\.json$")
 
@@ -56,19 +56,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_npz(path: Path, leaves: list[np.ndarray]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, *leaves)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save(run_dir: str | os.PathLike, state: Any, meta: dict[str, Any], keep: int = 3) -> Path:
     """Write a checkpoint of ``state`` labelled by ``meta["iteration"]``; prune to ``keep``.
 
@@ -84,7 +71,7 @@ def save(run_dir: str | os.PathLike, state: Any, meta: dict[str, Any], keep: int
     ]
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        _write_npz(data_path, leaves)
+        atomic_write(data_path, lambda fh: np.savez(fh, *leaves))
         record = {
             **meta,
             "file": data_path.name,
