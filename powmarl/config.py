@@ -49,6 +49,12 @@ class Config:
     length_buckets: int = _f(
         4, "batch lengths the learner is compiled for; 1 = always the full episode", 1
     )
+    length_spacing: str = _f(
+        "halving",
+        "truncated batch lengths: 'halving' (T, T/2, T/4, ...) or 'even' (T/(n-1), 2T/(n-1),"
+        " ..., T for n = length_buckets); 'even' with more buckets narrows the gap between"
+        " one seed's bucket and the longest of all vmapped seeds (the shared one)",
+    )
     remat_agent: bool = _f(
         False,
         "learner: build agent inputs per step and recompute the GRU step in the backward pass"
@@ -69,6 +75,10 @@ class Config:
         if self.recogniser_clip not in ("reference", "own"):
             raise ValueError(
                 f"recogniser_clip: must be 'reference' or 'own', got {self.recogniser_clip!r}"
+            )
+        if self.length_spacing not in ("halving", "even"):
+            raise ValueError(
+                f"length_spacing: must be 'halving' or 'even', got {self.length_spacing!r}"
             )
         if self.batch_size > self.buffer_size:
             raise ValueError(

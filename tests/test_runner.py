@@ -233,3 +233,18 @@ def test_vmapped_training_does_not_hang(tmp_path):
             )
         assert proc.returncode == 0, f"run {attempt} failed:\n{proc.stderr[-3000:]}"
         assert "FINISHED" in proc.stdout, proc.stdout
+
+
+def test_length_ladder_spacing():
+    """``halving`` keeps the reference ladder; ``even`` spaces lengths evenly up to T."""
+    from powmarl.config import Config
+    from powmarl.runners.jax_runner import length_ladder
+
+    assert length_ladder(250, 4) == (63, 125, 250)
+    assert length_ladder(250, 4, "halving") == (63, 125, 250)
+    assert length_ladder(250, 9, "even") == (32, 63, 94, 125, 157, 188, 219, 250)
+    assert length_ladder(250, 1, "even") == length_ladder(250, 1) == ()
+    assert length_ladder(3, 9, "even") == (1, 2, 3)
+    assert Config().length_spacing == "halving"
+    with pytest.raises(ValueError, match="length_spacing"):
+        Config(length_spacing="linear").validate()

@@ -68,7 +68,7 @@ def make_host_runner(cfg: Config, env, algo: Algorithm) -> HostRunner:
     agent_id = env.obs_agent_id if cfg.obs_agent_id is None else cfg.obs_agent_id
     learner = make_learner(cfg, spec, algo, last_action, agent_id)
     obs_dtype = np.dtype(getattr(env, "obs_dtype", np.float32))
-    ladder = length_ladder(spec.episode_limit, cfg.length_buckets)
+    ladder = length_ladder(spec.episode_limit, cfg.length_buckets, cfg.length_spacing)
     example = EpisodeBatch(**empty_episodes(spec, cfg.batch_size, obs_dtype))
 
     def init(key) -> RunnerState:

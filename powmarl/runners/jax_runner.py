@@ -49,8 +49,16 @@ def iterations_per_chunk(cfg: Config, episode_limit: int) -> int:
     return max(1, math.ceil(cfg.test_interval / (cfg.num_envs * episode_limit)))
 
 
-def length_ladder(episode_limit: int, buckets: int) -> tuple[int, ...]:
-    """Lengths of the truncated learner branches (each also drops the bootstrap tail)."""
+def length_ladder(episode_limit: int, buckets: int, spacing: str = "halving") -> tuple[int, ...]:
+    """Lengths of the truncated learner branches (each also drops the bootstrap tail).
+
+    ``halving``: T, T/2, T/4, ... (rounded up); ``even``: T/(n-1), 2T/(n-1), ..., T. With
+    several vmapped seeds the branch is the one of the seed with the longest episode
+    (``bucket_index``), so a finer ``even`` ladder wastes less on the other seeds.
+    """
+    if spacing == "even":
+        steps = buckets - 1
+        return tuple(sorted({math.ceil(episode_limit * j / steps) for j in range(1, steps + 1)}))
     return tuple(sorted({math.ceil(episode_limit / 2**j) for j in range(buckets - 1)}))
 
 
@@ -95,7 +103,7 @@ def make_runner(cfg: Config, env, algo: Algorithm, seed_axis: str | None = "seed
     rollout = make_rollout(env, learner, cfg.rnn_hidden_dim)
     iters = iterations_per_chunk(cfg, spec.episode_limit)
     num_envs = cfg.num_envs
-    ladder = length_ladder(spec.episode_limit, cfg.length_buckets)
+    ladder = length_ladder(spec.episode_limit, cfg.length_buckets, cfg.length_spacing)
     decode = getattr(env, "replay_decode", None)
 
     def expand(batch: EpisodeBatch) -> EpisodeBatch:
