@@ -31,16 +31,12 @@ import numpy as np
 from powmarl.algos.base import Algorithm
 from powmarl.config import Config, HParams, apply_overrides
 from powmarl.core.buffer import buffer_init, buffer_insert, buffer_sample
+from powmarl.core.exploration import linear_epsilon
 from powmarl.envs.host.vector import HostVectorEnv, make_copies
 from powmarl.learner import Learner, make_learner
 from powmarl.runners import driver
 from powmarl.runners.host_rollout import AgentPolicy, empty_episodes, make_act, play_episodes
-from powmarl.runners.jax_runner import (
-    RunnerState,
-    bucket_index,
-    length_ladder,
-    truncate_batch,
-)
+from powmarl.runners.jax_runner import RunnerState, bucketed_update, length_ladder, schedule
 from powmarl.types import EpisodeBatch
 
 #: Env seeds are drawn in [0, SEED_RANGE).
@@ -88,15 +84,11 @@ def make_host_runner(cfg: Config, env, algo: Algorithm) -> HostRunner:
             episodes=state.episodes + episodes.reward.shape[0],
         )
 
+    update = bucketed_update(learner, ladder, None)
+
     def learn(state: RunnerState, sample_key, hp, t_env, first_call, update_targets):
         batch = buffer_sample(state.buffer, sample_key, cfg.batch_size)
-
-        def update(b):
-            return learner.update(state.learner, b, hp, t_env, first_call, update_targets)
-
-        branches = [lambda b, k=k: update(truncate_batch(b, k)) for k in ladder] + [update]
-        index = bucket_index(batch, ladder, None)
-        learner_state, metrics = jax.lax.switch(index, branches, batch)
+        learner_state, metrics = update(state.learner, batch, hp, t_env, first_call, update_targets)
         return state.replace(learner=learner_state), metrics
 
     return HostRunner(
@@ -111,22 +103,13 @@ def make_host_runner(cfg: Config, env, algo: Algorithm) -> HostRunner:
     )
 
 
-def schedule(it: int, cfg: Config) -> tuple[bool, bool, bool]:
-    """(can_learn, first_call, update_targets) of iteration ``it``: the JAX runner's rule."""
-    seen_before, seen_after = it * cfg.num_envs, (it + 1) * cfg.num_envs
-    interval = cfg.target_update_interval
-    update_targets = seen_before >= interval and (
-        seen_before // interval > (seen_before - cfg.num_envs) // interval
-    )
-    return seen_after >= cfg.batch_size, seen_before < cfg.batch_size, update_targets
-
-
 def host_epsilon(t_env: int, hp: HParams) -> float:
-    """:func:`~powmarl.core.exploration.linear_epsilon` in float32 NumPy (no device call)."""
-    f32 = np.float32
-    start, finish = f32(hp.epsilon_start), f32(hp.epsilon_finish)
-    frac = np.clip(f32(t_env) / max(f32(hp.epsilon_anneal_time), f32(1.0)), f32(0.0), f32(1.0))
-    return float(start - (start - finish) * frac)
+    """The JAX runner's epsilon schedule at ``t_env``, as a Python float."""
+    return float(
+        linear_epsilon(
+            jnp.float32(t_env), hp.epsilon_start, hp.epsilon_finish, hp.epsilon_anneal_time
+        )
+    )
 
 
 def rollout(runner: HostRunner, agent_params, key, epsilon, num_episodes: int):

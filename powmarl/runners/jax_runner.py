@@ -85,6 +85,33 @@ def bucket_index(batch: EpisodeBatch, ladder: tuple[int, ...], seed_axis: str | 
     return index
 
 
+def schedule(it, cfg: Config):
+    """(can_learn, first_call, update_targets) of iteration ``it`` (a Python int or a traced
+    int32), as PyMARL's run loop has it. It depends on the iteration index alone, which all
+    seeds share, so the ``lax.cond`` it drives stays a real branch under vmap."""
+    seen_before, seen_after = it * cfg.num_envs, (it + 1) * cfg.num_envs
+    interval = cfg.target_update_interval
+    update_targets = (seen_before >= interval) & (
+        seen_before // interval > (seen_before - cfg.num_envs) // interval
+    )
+    return seen_after >= cfg.batch_size, seen_before < cfg.batch_size, update_targets
+
+
+def bucketed_update(learner: Learner, ladder, seed_axis: str | None, expand=lambda b: b):
+    """``update(learner_state, batch, hp, t_env, first_call, update_targets)``: the learner
+    on ``batch`` truncated to its bucket (a ``lax.switch`` over the ladder lengths, then the
+    full batch); ``expand`` restores compact replay records before the learner sees them."""
+
+    def update(learner_state, batch, hp, t_env, first_call, update_targets):
+        def on(b):
+            return learner.update(learner_state, expand(b), hp, t_env, first_call, update_targets)
+
+        branches = [lambda b, k=k: on(truncate_batch(b, k)) for k in ladder] + [on]
+        return jax.lax.switch(bucket_index(batch, ladder, seed_axis), branches, batch)
+
+    return update
+
+
 def _zeros(spec) -> Array:
     return jnp.zeros(spec.shape, spec.dtype)
 
@@ -112,6 +139,8 @@ def make_runner(cfg: Config, env, algo: Algorithm, seed_axis: str | None = "seed
             return batch
         obs, state, avail_actions = decode(batch.obs)
         return batch.replace(obs=obs, state=state, avail_actions=avail_actions)
+
+    update = bucketed_update(learner, ladder, seed_axis, expand)
 
     def init(key: PRNGKey, env_params) -> RunnerState:
         learner_key, run_key = jax.random.split(key)
@@ -148,29 +177,11 @@ def make_runner(cfg: Config, env, algo: Algorithm, seed_axis: str | None = "seed
         episodes, stats = rollout(agent_params, env_params, rollout_key, epsilon, num_envs)
         t_env = state.t_env + stats.lengths.sum()
         buffer = buffer_insert(state.buffer, episodes)
-        # iteration-derived (seed-independent) schedule, as PyMARL's run loop has it
-        seen_after = (it + 1) * num_envs
-        seen_before = it * num_envs
-        can_learn = seen_after >= cfg.batch_size
-        first_call = seen_before < cfg.batch_size
-        interval = cfg.target_update_interval
-        update_targets = (seen_before >= interval) & (
-            seen_before // interval > (seen_before - num_envs) // interval
-        )
+        can_learn, first_call, update_targets = schedule(it, cfg)
 
         def learn(learner_state):
             batch = buffer_sample(buffer, sample_key, cfg.batch_size)
-            branches = [
-                lambda ls, b, k=k: learner.update(
-                    ls, expand(truncate_batch(b, k)), hp, t_env, first_call, update_targets
-                )
-                for k in ladder
-            ]
-            branches.append(
-                lambda ls, b: learner.update(ls, expand(b), hp, t_env, first_call, update_targets)
-            )
-            index = bucket_index(batch, ladder, seed_axis)
-            return jax.lax.switch(index, branches, learner_state, batch)
+            return update(learner_state, batch, hp, t_env, first_call, update_targets)
 
         def skip(learner_state):
             _, shapes = jax.eval_shape(learn, learner_state)
