@@ -186,15 +186,30 @@ def train(
     return _finish(session, env, algorithm, *_run(session))
 
 
-def _train_host(algorithm, env, cfg, hp, members, run_dir, progress, loggers, record, options):
-    """Python (host) envs: the host runner trains the members one after another; no
-    checkpoints yet (docs/envs/sc2.md)."""
+def _train_host(
+    algorithm,
+    env,
+    cfg,
+    hp,
+    members,
+    run_dir,
+    progress,
+    loggers,
+    record,
+    options,
+    resume_from=None,
+    runner=None,
+):
+    """Python (host) envs: the host runner trains the members one after another
+    (docs/envs/sc2.md); with ``resume_from`` (tree, position) it continues a run."""
     from powmarl.runners import host_runner
 
     sinks = _sinks(loggers, run_dir, record, options)
     run_dir = Path(run_dir) if run_dir is not None else None
     try:
-        out = host_runner.train(algorithm, env, cfg, hp, members, run_dir, progress, sinks)
+        out = host_runner.train(
+            algorithm, env, cfg, hp, members, run_dir, progress, sinks, None, resume_from, runner
+        )
     finally:
         for sink in sinks:
             sink.close()
@@ -206,10 +221,38 @@ def _train_host(algorithm, env, cfg, hp, members, run_dir, progress, loggers, re
         config=cfg,
         hparams=driver.stack_hparams(hps),
         metrics=out.rows,
-        params=jax.tree.map(lambda *xs: np.stack(xs), *[s.learner.params for s in out.states]),
+        params=jax.tree.map(lambda *xs: np.stack(xs), *out.params),
         env_params=None,
         runner=out.runner,
         run_dir=run_dir,
+    )
+
+
+def _resume_host(run_dir, record, env, algorithm, progress, loggers, options) -> TrainResult:
+    """``resume`` for a host-env run, from its newest valid checkpoint (or the start)."""
+    from powmarl.runners import host_runner
+
+    cfg, hp = from_dict(record)
+    members = [driver.Member(int(m["seed"]), dict(m["hparams"])) for m in record["members"]]
+    runner = host_runner.make_host_runner(cfg, env, algorithm)
+    ckpt = checkpoint.load_latest(run_dir, host_runner.checkpoint_template(runner))
+    rows = truncate_metrics(run_dir, int(ckpt.meta["rows"]) if ckpt else 0)
+    resume_from = None
+    if ckpt is not None:
+        resume_from = (ckpt.state, host_runner.HostPosition.from_meta(ckpt.meta, rows))
+    return _train_host(
+        algorithm,
+        env,
+        cfg,
+        hp,
+        members,
+        run_dir,
+        progress,
+        loggers,
+        record,
+        options,
+        resume_from,
+        runner,
     )
 
 
@@ -231,10 +274,11 @@ def resume(
 
     run_dir = Path(run_dir)
     record = read_record(run_dir)
-    _refuse_host(record, env, "resume")
     if env is None:
         env = make_env(record["env_id"], **record["env_kwargs"])
     algorithm = algo if algo is not None else algos.make(record["algo"])
+    if record.get("runner") == "host" or is_host_env(env):
+        return _resume_host(run_dir, record, env, algorithm, progress, loggers, logger_options)
     cfg, hp = from_dict(record)
     members = [driver.Member(int(m["seed"]), dict(m["hparams"])) for m in record["members"]]
     env_params = env.default_params() if env_params is None else env_params
@@ -254,14 +298,6 @@ def resume(
         state = ckpt.state
     position.rows = truncate_metrics(run_dir, int(ckpt.meta["rows"]) if ckpt else 0)
     return _finish(session, env, algorithm, *_run(session, state, position))
-
-
-def _refuse_host(record: dict[str, Any], env, what: str) -> None:
-    if record.get("runner") == "host" or is_host_env(env):
-        raise ValueError(
-            f"{what}: runs on host (Python) envs write no checkpoints yet, so they cannot be "
-            "resumed or evaluated; train again (see docs/envs/sc2.md)"
-        )
 
 
 def read_record(run_dir: str | Path) -> dict[str, Any]:
@@ -300,7 +336,9 @@ def run_status(run_dir: str | Path) -> str:
     if not (run_dir / "config.json").exists():
         return "new"
     record = read_record(run_dir)
-    if record.get("runner") == "host":  # no checkpoints: finished when every member is
+    checkpoints = checkpoint.list_checkpoints(run_dir)
+    if record.get("runner") == "host" and not checkpoints:  # runs from before host
+        # checkpoints (or killed before the first): finished when every member is
         t_max = record["config"]["t_max"]
         last: dict[tuple[int, str], int] = {}
         metrics = run_dir / "metrics.jsonl"
@@ -308,7 +346,7 @@ def run_status(run_dir: str | Path) -> str:
             last[(row["seed"], row.get("variant", ""))] = row["t_env"]
         done = len(last) == len(record["members"]) and min(last.values()) >= t_max
         return "finished" if done else "partial"
-    for meta_path in reversed(checkpoint.list_checkpoints(run_dir)):
+    for meta_path in reversed(checkpoints):
         try:
             return "finished" if json.loads(meta_path.read_text())["finished"] else "partial"
         except (OSError, ValueError, KeyError):
@@ -409,12 +447,12 @@ def evaluate(
 
     Returns one dict per member (seed, variant, return mean/std, episode length and the
     env's info counters). With ``render`` a GIF of one greedy episode of member ``member``
-    is written there (matrix games and stag_hunt).
+    is written there (matrix games and stag_hunt). For a host-env run, the members
+    trained up to the checkpoint are evaluated, one after another, without ``render``.
     """
     from powmarl.envs import make as make_env
 
     record = read_record(run_dir)
-    _refuse_host(record, None, "eval")
     env = make_env(record["env_id"], **record["env_kwargs"])
     algorithm = algos.make(record["algo"])
     cfg, hp = from_dict(record)
@@ -423,6 +461,10 @@ def evaluate(
         raise ValueError(f"member: must be in [0, {len(members) - 1}], got {member}")
     if episodes is not None and episodes < 1:
         raise ValueError(f"episodes: must be >= 1, got {episodes}")
+    if record.get("runner") == "host" or is_host_env(env):
+        if render is not None:
+            raise ValueError("render: GIFs are drawn for JAX envs only, not host (Python) envs")
+        return _evaluate_host(run_dir, env, algorithm, cfg, members, episodes, key_seed)
     env_params = env.default_params()
     session = _session(algorithm, env, cfg, hp, members, env_params, run_dir, False)
     ckpt = checkpoint.load_latest(run_dir, driver.state_template(session))
@@ -457,4 +499,35 @@ def evaluate(
             session.runner, env, params_i, env_params, jax.random.fold_in(keys[member], 1)
         )
         rendering.write_gif(rendering.draw_frames(env, frames, env_params), render)
+    return out
+
+
+def _evaluate_host(run_dir, env, algorithm, cfg, members, episodes, key_seed):
+    """``evaluate`` for a host-env run: the members trained so far (finished ones and the
+    one in training at the checkpoint), one after another."""
+    from powmarl.runners import host_runner
+
+    runner = host_runner.make_host_runner(cfg, env, algorithm)
+    ckpt = checkpoint.load_latest(run_dir, host_runner.checkpoint_template(runner))
+    if ckpt is None:
+        raise ValueError(f"eval: {run_dir} has no checkpoint yet (it was killed before one)")
+    params = list(ckpt.state["done"]) + [ckpt.state["current"].learner.params]
+    t_envs = list(ckpt.meta["member_t_env"]) + [int(ckpt.meta["t_env"])]
+    count = episodes or cfg.test_nepisode
+    keys = jax.random.split(jax.random.key(key_seed), len(members))
+    out = []
+    for i, (m, p, t_env) in enumerate(zip(members, params, t_envs)):
+        _, stats = host_runner.rollout(runner, p["agent"], keys[i], 0.0, count)
+        row = {
+            "seed": m.seed,
+            "variant": m.variant,
+            "episodes": count,
+            "t_env": int(t_env),
+            "return_mean": float(np.mean(stats.returns)),
+            "return_std": float(np.std(stats.returns)),
+            "ep_length_mean": float(np.mean(stats.lengths)),
+        }
+        row.update({f"{k}_mean": float(np.mean(v)) for k, v in stats.info.items()})
+        out.append(row)
+    runner.vec.close()
     return out

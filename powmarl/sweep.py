@@ -174,18 +174,13 @@ def _split_grid(grid: dict[str, Any]) -> tuple[dict[str, list[float]], dict[str,
 
 def run_one(spec: RunSpec) -> dict[str, Any]:
     """Train, resume or skip one run (by the state of its directory); a summary dict."""
-    from powmarl.api import read_record, resume, run_status, train
+    from powmarl.api import resume, run_status, train
     from powmarl.envs import make as make_env
 
     status = run_status(spec.run_dir)
     if status == "finished":
         return _summary(spec, "skipped (finished)")
     if status == "partial":
-        if read_record(spec.run_dir).get("runner") == "host":
-            raise ValueError(
-                f"sweep: {spec.run_dir} holds an unfinished host-env run, which cannot be "
-                "resumed yet; delete the directory to train it again"
-            )
         resume(spec.run_dir, progress=False)
         return _summary(spec, "resumed")
     train(

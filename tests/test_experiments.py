@@ -431,18 +431,21 @@ def test_members_sharded_over_two_devices_match_one_device(tmp_path):
         np.testing.assert_allclose([x[k] for k in y], [y[k] for k in y], rtol=1e-5, atol=1e-6)
 
 
-def test_sweep_skips_finished_host_runs_and_refuses_partial_ones(tmp_path):
+def test_sweep_skips_finished_host_runs_and_resumes_partial_ones(tmp_path):
     from powmarl.sweep import run_sweep
 
     grid = {**SWEEP_GRID, "envs": ["matrix_host"], "seeds": [0], "t_max": 400, "grid": {}}
     grid["set"] = {**SMALL, "test_interval": 200, "batch_size": 16}
     (first,) = run_sweep(grid, tmp_path)
     assert first["action"] == "trained" and run_status(first["run_dir"]) == "finished"
+    reference = learning_rows(read_metrics(first["run_dir"]))
     (again,) = run_sweep(grid, tmp_path)
     assert again["action"] == "skipped (finished)"
     assert again["final_return_mean"] == first["final_return_mean"]
-    metrics = Path(first["run_dir"]) / "metrics.jsonl"
-    metrics.write_text(metrics.read_text().splitlines(keepends=True)[0])
+    newest = checkpoint.list_checkpoints(first["run_dir"])[-1]  # as if killed before it
+    newest.with_suffix(".npz").unlink()
+    newest.unlink()
     assert run_status(first["run_dir"]) == "partial"
-    with pytest.raises(ValueError, match="unfinished host-env run, which cannot be resumed"):
-        run_sweep(grid, tmp_path)
+    (third,) = run_sweep(grid, tmp_path)
+    assert third["action"] == "resumed"
+    assert learning_rows(read_metrics(first["run_dir"])) == reference

@@ -2,7 +2,8 @@
 
 Host rollouts must pad episodes exactly as the JAX rollout does (checked field by field
 against ``make_rollout`` on the same game, with the same actions); ``powmarl.train`` on
-the NumPy matrix game must find the optimum; a host run dir must work with ``report``.
+the NumPy matrix game must find the optimum; a host run dir must work with ``report``,
+``eval`` and ``resume`` (exactly, from a checkpoint inside or between seeds).
 """
 
 from __future__ import annotations
@@ -255,15 +256,85 @@ def test_host_rows_have_the_jax_runner_metrics(pow_host):
     assert rows[0]["episodes"] == 1000 and rows[1]["train/learner_calls"] == 125
 
 
-def test_host_run_dir_works_with_report(pow_host, tmp_path, capsys):
-    """``powmarl report`` reads a host run dir; eval and resume refuse it clearly."""
+def test_host_run_dir_works_with_report_and_eval(pow_host, tmp_path, capsys):
+    """``powmarl report`` and ``powmarl eval`` read a host run dir; tables are JAX-only."""
     result, run_dir = pow_host
     assert (run_dir / "config.json").exists() and (run_dir / "metrics.jsonl").exists()
     assert main(["report", str(run_dir), "--out", str(tmp_path / "rep")]) == 0
     assert "pow_qmix" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="host"):
-        powmarl.api.resume(run_dir, progress=False)
-    with pytest.raises(ValueError, match="host"):
-        powmarl.api.evaluate(run_dir)
+    rows = powmarl.api.evaluate(run_dir, episodes=4)
+    assert [(r["seed"], r["t_env"], r["return_mean"]) for r in rows] == [
+        (0, 3000, 8.0),
+        (1, 3000, 8.0),
+    ]
+    with pytest.raises(ValueError, match="render"):
+        powmarl.api.evaluate(run_dir, render=tmp_path / "x.gif")
     with pytest.raises(ValueError, match="host"):
         result.tables()
+
+
+def _metric_rows(run_dir):
+    from powmarl.io.run_dir import read_metrics
+
+    return [
+        {k: v for k, v in r.items() if not k.startswith("time/")} for r in read_metrics(run_dir)
+    ]
+
+
+def _cut_after(run_dir, keep: int):
+    """What a kill leaves: only the first ``keep`` checkpoints, every metrics row written
+    (rows of the lost checkpoints included) and half of a next one."""
+    from powmarl.io import checkpoint
+
+    for meta in checkpoint.list_checkpoints(run_dir)[keep:]:
+        meta.with_suffix(".npz").unlink()
+        meta.unlink()
+    with open(run_dir / "metrics.jsonl", "a") as fh:
+        fh.write('{"seed": 1, "t_e')
+
+
+@pytest.fixture(scope="module")
+def qmix_host(tmp_path_factory):
+    """QMIX on the NumPy matrix game, 2 seeds x 2000 steps, every checkpoint kept:
+    seed 0 at 1000 and 2000 (member done), seed 1 at 1000 and 2000 (finished)."""
+    run_dir = tmp_path_factory.mktemp("host_qmix") / "run"
+    settings = {**LEARN, "t_max": 2000, "keep_checkpoints": 10}
+    with jax.debug_key_reuse(True):
+        result = powmarl.train("qmix", "matrix_host", seeds=[0, 1], run_dir=run_dir,
+                               progress=False, **settings)  # fmt: skip
+    return result, run_dir
+
+
+@pytest.mark.parametrize("keep", [1, 2, 3])  # inside seed 0, between seeds, inside seed 1
+def test_host_resume_matches_the_uninterrupted_run(qmix_host, tmp_path, keep):
+    """Killed after checkpoint ``keep``: resume recomputes the lost rows exactly (the
+    matrix game is deterministic), and the final params equal the uninterrupted run's."""
+    import shutil
+
+    from powmarl.api import resume, run_status
+    from powmarl.io import checkpoint
+
+    result, ref_dir = qmix_host
+    metas = checkpoint.list_checkpoints(ref_dir)
+    assert len(metas) == 4 and run_status(ref_dir) == "finished"
+    run_dir = tmp_path / "killed"
+    shutil.copytree(ref_dir, run_dir)
+    _cut_after(run_dir, keep)
+    assert run_status(run_dir) == "partial"
+    if keep == 1:  # only seed 0 had been trained, up to 1000 steps
+        rows = powmarl.api.evaluate(run_dir, episodes=2)
+        assert [(r["seed"], r["t_env"]) for r in rows] == [(0, 1000)]
+    resumed = resume(run_dir, progress=False)
+    assert run_status(run_dir) == "finished"
+    assert _metric_rows(run_dir) == _metric_rows(ref_dir)
+    assert [r["t_env"] for r in resumed.metrics] == [1000, 2000, 1000, 2000]
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(result.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_host_resume_of_a_finished_run_changes_nothing(qmix_host, capsys):
+    _, run_dir = qmix_host
+    before = (run_dir / "metrics.jsonl").read_text()
+    assert main(["resume", str(run_dir), "--no-progress"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert (run_dir / "metrics.jsonl").read_text() == before

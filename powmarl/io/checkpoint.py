@@ -2,7 +2,8 @@
 
 A checkpoint is two files in ``RUN_DIR/checkpoints/``:
 
-- ``ckpt-<iteration>.npz``: every leaf of the (seed-stacked) runner state, in tree order;
+- ``ckpt-<iteration>.npz``: every leaf of the (seed-stacked) runner state, or of a host
+  run's {finished members' params, current state} tree, in tree order;
 - ``ckpt-<iteration>.json``: the SHA-256 of the ``.npz``, its size, and the loop position
   (iteration index, metrics rows written, elapsed time, whether training finished).
 
@@ -126,6 +127,11 @@ def _load_one(meta_path: Path, template: Any) -> Checkpoint:
         raise CheckpointError(f"{data_path.name}: missing")
     if data_path.stat().st_size != meta.get("bytes") or _sha256(data_path) != expected:
         raise CheckpointError(f"{data_path.name}: checksum mismatch (corrupt or truncated)")
+    if callable(template):  # the tree's shape depends on the record (host runs)
+        try:
+            template = template(meta)
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{meta_path.name}: unreadable record ({err!r})") from None
     specs, treedef = jax.tree.flatten(template)
     with np.load(data_path) as npz:
         arrays = [npz[f"arr_{i}"] for i in range(len(npz.files))]
@@ -150,6 +156,8 @@ def _load_one(meta_path: Path, template: Any) -> Checkpoint:
 
 def load_latest(run_dir: str | os.PathLike, template: Any, log=None) -> Checkpoint | None:
     """The newest checkpoint that verifies, or None when there is none at all.
+
+    ``template`` is a tree of ShapeDtypeStructs, or a function of the record giving one.
 
     Corrupt ones are reported through ``log`` (default: stderr) and skipped. Raises
     :class:`CheckpointError` when checkpoints exist but none verifies.

@@ -10,9 +10,16 @@ batch-length buckets). A greedy evaluation of ``test_nepisode`` episodes runs wh
 and writes one metrics row with the JAX runner's names.
 
 Differences from the JAX path: members (seeds, sweep points) do not vmap; they train one
-after another in this process (a seed sweep may also run them as separate runs). Host runs
-write no checkpoints and do not resume yet. Env randomness comes from per-episode seeds
-drawn from the run's key, so a deterministic env replays exactly from the same seed.
+after another in this process (a seed sweep may also run them as separate runs). Env
+randomness comes from per-episode seeds drawn from the run's key, so a deterministic env
+replays exactly from the same seed.
+
+Checkpoints (with a run dir) follow the JAX path's rule (after an evaluation, every
+``checkpoint_interval`` env steps, and when a member finishes). One holds the learner
+params of the members already finished and the whole state (learner, buffer, key,
+counters) of the member in training; its record holds the loop position. Iterations end
+on episode boundaries, so resuming needs no env state: a deterministic env (``matrix_host``)
+resumes exactly, StarCraft II up to its own randomness.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from powmarl.config import Config, HParams, apply_overrides
 from powmarl.core.buffer import buffer_init, buffer_insert, buffer_sample
 from powmarl.core.exploration import linear_epsilon
 from powmarl.envs.host.vector import HostVectorEnv, make_copies
+from powmarl.io import checkpoint
 from powmarl.learner import Learner, make_learner
 from powmarl.runners import driver
 from powmarl.runners.host_rollout import AgentPolicy, empty_episodes, make_act, play_episodes
@@ -160,34 +168,97 @@ class _Period:
         return out
 
 
+@dataclasses.dataclass
+class HostPosition:
+    """Where the host loop is; saved in each checkpoint's record and restored by resume."""
+
+    member: int = 0  # index of the member in training
+    member_done: bool = False  # that member reached t_max (the next one starts on resume)
+    iteration: int = 0  # iterations of all members so far (names the checkpoints)
+    it: int = 0  # iterations of the member in training
+    t_env: int = 0
+    last_eval_t: int = 0
+    last_checkpoint_t: int = -1
+    member_t_env: list[int] = dataclasses.field(default_factory=list)  # finished members
+    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    elapsed_s: float = 0.0
+    finished: bool = False
+
+    def meta(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["rows"] = len(self.rows)
+        out["t_env_min"] = self.t_env  # the JAX-path record field, for tools that read it
+        return out
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], rows: list[dict[str, Any]]) -> HostPosition:
+        names = {f.name for f in dataclasses.fields(cls)} - {"rows"}
+        return cls(**{k: meta[k] for k in names}, rows=rows)
+
+
+def checkpoint_template(runner: HostRunner):
+    """``meta -> tree of ShapeDtypeStructs`` of a host checkpoint with that record."""
+    state = jax.eval_shape(runner.init, jax.random.key(0))
+
+    def template(meta: dict[str, Any]):
+        return {"done": [state.learner.params] * int(meta["member"]), "current": state}
+
+    return template
+
+
+def _maybe_checkpoint(run_dir, cfg: Config, done_params, state, position: HostPosition) -> None:
+    if run_dir is None:
+        return
+    due = cfg.checkpoint_interval == 0 or (
+        position.t_env - max(position.last_checkpoint_t, 0) >= cfg.checkpoint_interval
+    )
+    if not (due or position.member_done):
+        return
+    position.last_checkpoint_t = position.t_env
+    tree = {"done": list(done_params), "current": state}
+    checkpoint.save(run_dir, tree, position.meta(), keep=cfg.keep_checkpoints)
+
+
 def train_member(
     runner: HostRunner,
     hp: HParams,
     member: driver.Member,
+    state: RunnerState,
+    position: HostPosition,
+    done_params: Sequence[Any],
     run_dir: Path | None,
     sinks: Sequence[Any] = (),
     progress: bool = True,
     label: str = "",
-):
-    """Train one member to ``t_max``; return (final RunnerState, metrics rows)."""
+    last_member: bool = True,
+) -> RunnerState:
+    """Train ``member`` from ``state`` at ``position`` to ``t_max``; the new rows go to
+    ``position.rows``, checkpoints (with ``run_dir``) hold ``done_params`` too."""
     from powmarl.io.progress import Progress
     from powmarl.io.run_dir import MetricsWriter
 
     cfg = runner.cfg
     writer = MetricsWriter(run_dir) if run_dir is not None else None
-    state = runner.init(jax.random.key(member.seed))
     learn_names = sorted(_learn_metric_names(runner, state, hp))
-    rows: list[dict[str, Any]] = []
-    it, last_eval_t, t_env, t_prev = 0, 0, 0, 0
-    start = period_start = time.perf_counter()
+    start = time.perf_counter() - position.elapsed_s
+    period_start = time.perf_counter()
+    t_prev = position.last_eval_t
     period = _Period()
     with Progress(cfg.t_max, f"{label} seed {member.seed}", enabled=progress) as bar:
-        while t_env < cfg.t_max:
-            state, t_env = _iteration(runner, state, hp, it, t_env, period)
-            it += 1
-            if t_env - last_eval_t < cfg.test_interval and t_env < cfg.t_max:
+        if position.t_env and position.rows:  # resumed inside this member
+            bar.update(position.t_env, position.rows[-1]["eval/return_mean"])
+        while position.t_env < cfg.t_max:
+            state, position.t_env = _iteration(
+                runner, state, hp, position.it, position.t_env, period
+            )
+            position.it += 1
+            position.iteration += 1
+            if position.t_env - position.last_eval_t < cfg.test_interval and (
+                position.t_env < cfg.t_max
+            ):
                 continue
             state, eval_metrics = _evaluate(runner, state)
+            t_env = position.t_env
             metrics = {**period.summary(learn_names), **eval_metrics}
             metrics["t_env"], metrics["episodes"] = t_env, int(state.episodes)
             now = time.perf_counter()
@@ -198,10 +269,14 @@ def train_member(
             for sink in ([writer] if writer is not None else []) + list(sinks):
                 sink.write(new_rows)
             driver._check_finite(arrays, [member], run_dir)
-            rows.extend(new_rows)
+            position.rows.extend(new_rows)
+            position.elapsed_s = now - start
+            position.member_done = t_env >= cfg.t_max
+            position.finished = position.member_done and last_member
             bar.update(t_env, metrics["eval/return_mean"])
-            last_eval_t, t_prev, period_start, period = t_env, t_env, now, _Period()
-    return state, rows
+            position.last_eval_t, t_prev, period_start, period = t_env, t_env, now, _Period()
+            _maybe_checkpoint(run_dir, cfg, done_params, state, position)
+    return state
 
 
 def _iteration(runner: HostRunner, state, hp, it: int, t_env: int, period: _Period):
@@ -245,9 +320,9 @@ def _learn_metric_names(runner: HostRunner, state, hp) -> list[str]:
 
 @dataclasses.dataclass
 class HostTrainResult:
-    """What the host path hands back to ``powmarl.train`` (one entry per member)."""
+    """What the host path hands back to ``powmarl.train`` / ``resume``."""
 
-    states: list[RunnerState]
+    params: list[Any]  # learner params, one tree per member
     rows: list[dict[str, Any]]
     runner: HostRunner
 
@@ -262,21 +337,62 @@ def train(
     progress: bool = True,
     sinks: Sequence[Any] = (),
     log=None,
+    resume_from: tuple[Any, HostPosition] | None = None,
+    runner: HostRunner | None = None,
 ) -> HostTrainResult:
-    """Train every member on host env ``env``, one after another (rows tagged by seed)."""
+    """Train every member on host env ``env``, one after another (rows tagged by seed).
+
+    ``resume_from`` is a loaded checkpoint tree and its position (see ``powmarl.resume``).
+    """
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    runner = make_host_runner(cfg, env, algo)
+    runner = runner or make_host_runner(cfg, env, algo)
     if len(runner.vec) < cfg.num_envs:
         log(
             f"powmarl: {type(env).__name__} runs {len(runner.vec)} copies; the "
             f"{cfg.num_envs} episodes of an iteration are played in waves"
         )
-    states, rows = [], []
-    for member in members:
+    done_params: list[Any] = []
+    position, state = HostPosition(), None
+    if resume_from is not None:
+        tree, position = resume_from
+        done_params, state = list(tree["done"]), tree["current"]
+        if position.member_done:  # the checkpoint closed a member: start the next one
+            done_params.append(state.learner.params)
+            position.member_t_env.append(position.t_env)
+            position = _next_member(position)
+            state = None
+    while position.member < len(members) and not position.finished:
+        index = position.member
+        member = members[index]
         member_hp = apply_overrides(cfg, hp, member.hparams)[1]
-        state, member_rows = train_member(
-            runner, member_hp, member, run_dir, sinks, progress, algo.name
+        if state is None:
+            state = runner.init(jax.random.key(member.seed))
+        state = train_member(
+            runner,
+            member_hp,
+            member,
+            state,
+            position,
+            done_params,
+            run_dir,
+            sinks,
+            progress,
+            algo.name,
+            last_member=index == len(members) - 1,
         )
-        states.append(state)
-        rows.extend(member_rows)
-    return HostTrainResult(states, rows, runner)
+        done_params.append(state.learner.params)
+        position.member_t_env.append(position.t_env)
+        position, state = _next_member(position), None
+    return HostTrainResult(done_params, position.rows, runner)
+
+
+def _next_member(position: HostPosition) -> HostPosition:
+    return dataclasses.replace(
+        position,
+        member=position.member + 1,
+        member_done=False,
+        it=0,
+        t_env=0,
+        last_eval_t=0,
+        last_checkpoint_t=-1,
+    )
