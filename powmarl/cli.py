@@ -218,7 +218,9 @@ def cmd_report(args) -> int:
     """Tables (mean and 95% t-interval over seeds), curves and heatmaps of run directories."""
     from powmarl.report import make_report
 
-    written = make_report(args.run_dirs, args.out, metric=args.metric, plots=not args.no_plots)
+    written = make_report(
+        args.run_dirs, args.out, metric=args.metric, plots=not args.no_plots, at=args.at
+    )
     print(written["table.md"].read_text(encoding="utf-8"))
     print(f"wrote {len(written)} files under {args.out}:")
     for name in written:
@@ -297,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric",
         default=None,
         help="final metric (default: eval/battle_won_mean if logged, else eval/return_mean)",
+    )
+    rep.add_argument(
+        "--at",
+        type=float,
+        default=None,
+        metavar="T",
+        help="the runs as they stood at T env steps (runs stopped at different points)",
     )
     rep.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib)")
     rep.set_defaults(func=cmd_report)

@@ -265,3 +265,21 @@ def test_heatmaps_of_sweep_members(tmp_path):
     (run / "tables.json").write_text(json.dumps({f"3 {variant}": tables}))  # "seed variant"
     written = make_report([run], tmp_path / "out")
     assert "heatmaps/pow_qmix_recognition_threshold=0.1_matrix_pow_seed3.png" in written
+
+
+def test_report_at_compares_runs_stopped_at_different_points(tmp_path, capsys):
+    """--at T: each seed's last evaluation at or before T; seeds short of T left out."""
+    fast = write_run(tmp_path / "fast", "qmix", {0: [(10, 1.0), (20, 2.0), (30, 9.0)],
+                                                 1: [(10, 3.0), (25, 4.0)]})  # fmt: skip
+    slow = write_run(tmp_path / "slow", "pow_qmix", {0: [(10, 5.0), (21, 6.0)], 1: [(12, 7.0)]})
+    out = tmp_path / "rep"
+    argv = ["report", str(fast), str(slow), "--out", str(out), "--no-plots", "--at", "20"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| qmix | 2.50 ± 6.35 (n=2) |" in printed  # seed 0: 2.0 (not 9.0), seed 1: 3.0
+    assert "| pow_qmix | 5.00 (n=1) |" in printed  # seed 1 stopped at 12 < 20
+    assert "at or before 20 env steps" in printed
+    assert main([*argv[:-1], "40"]) == 2
+    assert "no seed of these runs reached 40 env steps" in capsys.readouterr().err
+    assert main([*argv[:-1], "0"]) == 2
+    assert "--at: must be a positive" in capsys.readouterr().err

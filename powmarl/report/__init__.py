@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from powmarl.report.plots import file_stem, plot_curves, plot_heatmaps
-from powmarl.report.runs import Group, ReportError, choose_metric, load_groups
+from powmarl.report.runs import Group, ReportError, choose_metric, cut_at, load_groups
 from powmarl.report.stats import Interval, mean_ci, t_quantile
 from powmarl.report.tables import summarise, to_markdown, write_csv
 
@@ -72,6 +72,7 @@ def make_report(
     out_dir: str | os.PathLike,
     metric: str | None = None,
     plots: bool = True,
+    at: float | None = None,
 ) -> dict[str, Path]:
     """Report on run directories; returns {path relative to ``out_dir``: path written}.
 
@@ -82,12 +83,17 @@ def make_report(
       metric: the final metric to tabulate and plot (default: ``eval/battle_won_mean``
         where logged, else ``eval/return_mean``).
       plots: False writes only the tables (no matplotlib needed).
+      at: report the runs as they stood at this many env steps (each seed's last
+        evaluation at or before it; seeds that had not reached it are left out), to
+        compare runs stopped at different points on an equal budget.
 
     Raises ReportError (a ValueError) on a bad run directory, a seed found in two
     directories or an unknown metric; ImportError if plots are asked for without
     matplotlib (the tables are written first).
     """
     groups = load_groups(run_dirs)
+    if at is not None:
+        groups = cut_at(groups, at)
     metrics = task_metrics(groups, metric)
     cells = summarise(groups, metrics)
     out = Path(out_dir)
@@ -95,7 +101,7 @@ def make_report(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ReportError(f"--out: cannot create {out}: {err.strerror or err}") from None
-    (out / "table.md").write_text(to_markdown(cells, metrics), encoding="utf-8")
+    (out / "table.md").write_text(to_markdown(cells, metrics, at), encoding="utf-8")
     write_csv(cells, out / "table.csv")
     written = {"table.md": out / "table.md", "table.csv": out / "table.csv"}
     if plots:

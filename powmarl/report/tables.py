@@ -67,27 +67,33 @@ def format_cell(interval: Interval) -> str:
     return f"{interval.mean:.{digits}f} ± {interval.half_width:.{digits}f} (n={interval.n})"
 
 
-def _caption(metrics: dict[str, str]) -> str:
+def _caption(metrics: dict[str, str], at: float | None = None) -> str:
     names = sorted(set(metrics.values()))
     if len(names) == 1:
         what = f"`{names[0]}`"
     else:
         what = ", ".join(f"`{metrics[t]}` on {t}" for t in sorted(metrics))
+    when = (
+        "each seed's last evaluation"
+        if at is None
+        else f"each seed's last evaluation at or before {at:g} env steps; seeds that had "
+        "not reached it left out"
+    )
     return (
-        f"Final {what} (each seed's last evaluation): mean ± half-width of the 95% "
+        f"{'Final ' if at is None else ''}{what} ({when}): mean ± half-width of the 95% "
         "Student-t confidence interval over seeds, t_{0.975, n-1} · s / √n "
         "(s the sample standard deviation, n the number of seeds)."
     )
 
 
-def to_markdown(cells: Sequence[Cell], metrics: dict[str, str]) -> str:
+def to_markdown(cells: Sequence[Cell], metrics: dict[str, str], at: float | None = None) -> str:
     """Markdown table, rows = algorithm (+ variant), columns = tasks, with a caption."""
     tasks = sorted({cell.group.task for cell in cells})
     rows: dict[str, dict[str, str]] = {}
     for cell in cells:
         rows.setdefault(cell.group.label, {})[cell.group.task] = format_cell(cell.interval)
     lines = [
-        _caption(metrics),
+        _caption(metrics, at),
         "",
         "| algorithm | " + " | ".join(tasks) + " |",
         "|---|" + "---|" * len(tasks),
