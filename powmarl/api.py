@@ -250,7 +250,7 @@ def _resume_host(run_dir, record, env, algorithm, progress, loggers, options) ->
         progress,
         loggers,
         record,
-        options,
+        _resumed(options, members, rows),
         resume_from,
         runner,
     )
@@ -283,7 +283,6 @@ def resume(
     members = [driver.Member(int(m["seed"]), dict(m["hparams"])) for m in record["members"]]
     env_params = env.default_params() if env_params is None else env_params
     session = _session(algorithm, env, cfg, hp, members, env_params, run_dir, progress)
-    session.sinks = _sinks(loggers, run_dir, record, logger_options)
     ckpt = checkpoint.load_latest(run_dir, driver.state_template(session))
     position = driver.Position()
     state = None
@@ -297,7 +296,19 @@ def resume(
         )
         state = ckpt.state
     position.rows = truncate_metrics(run_dir, int(ckpt.meta["rows"]) if ckpt else 0)
+    options = _resumed(logger_options, members, position.rows)
+    session.sinks = _sinks(loggers, run_dir, record, options)
     return _finish(session, env, algorithm, *_run(session, state, position))
+
+
+def _resumed(options, members, rows) -> dict[str, Any]:
+    """Logger options for a resumed run: per member, TensorBoard hides the events after
+    the last kept row (they are logged again)."""
+    from powmarl.io.logging import member_name
+
+    last = {member_name(row): int(row["t_env"]) for row in rows}
+    names = [member_name({"seed": m.seed, "variant": m.variant}) for m in members]
+    return {**(options or {}), "purge_steps": {n: last.get(n, -1) + 1 for n in names}}
 
 
 def read_record(run_dir: str | Path) -> dict[str, Any]:

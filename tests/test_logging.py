@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,34 @@ def test_tensorboard_one_run_per_seed(tmp_path):
     assert seed1["episodes"] == [(1, 3.0), (101, 3.0)]
     assert "seed" not in seed1 and "t_env" not in seed1 and "variant" not in seed1
     assert read_scalars(tmp_path / "tensorboard" / "seed0")["eval/return_mean"][1] == (100, 1.0)
+
+
+def test_tensorboard_resume_purges_relogged_steps(tmp_path):
+    """On resume each seed's new event file starts with a purge marker at the first step
+    logged again, so TensorBoard hides the old events from there (no doubled curves)."""
+    pytest.importorskip("tensorboardX", reason="needs the 'tensorboard' extra")
+    from tensorboardX.proto.event_pb2 import Event
+
+    from powmarl.api import _resumed
+    from powmarl.runners.driver import Member
+
+    kept = [{"seed": 0, "t_env": 10}, {"seed": 0, "t_env": 20}, {"seed": 1, "t_env": 10}]
+    members = [Member(0), Member(1), Member(2, {"lr": 0.1})]
+    options = _resumed({"project": "p"}, members, kept)
+    assert options == {"project": "p", "purge_steps": {"seed0": 21, "seed1": 11, "lr=0.1/seed2": 0}}
+    with TensorBoardLogger(tmp_path) as logger:
+        logger.write(eval_rows(0))
+    time.sleep(1.1)  # event files are named by the second they were opened in
+    with TensorBoardLogger(tmp_path, purge_steps={"seed0": 1, "seed1": 0}) as logger:
+        logger.write(eval_rows(0))
+    for seed, step in ((0, 1), (1, 0)):
+        files = sorted((tmp_path / "tensorboard" / f"seed{seed}").glob("events.out.tfevents.*"))
+        assert len(files) == 2
+        first = [Event.FromString(x) for x in read_tfrecords(files[0])]
+        second = [Event.FromString(x) for x in read_tfrecords(files[1])]
+        assert not [e for e in first if e.HasField("session_log")]
+        marker = [e for e in second if e.HasField("session_log")]
+        assert [(e.step, e.session_log.status) for e in marker] == [(step, 1)]  # 1 = START
 
 
 # --- W&B ------------------------------------------------------------------------------------

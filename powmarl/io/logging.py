@@ -80,12 +80,20 @@ class TensorBoardLogger(Logger):
     """TensorBoard event files, one writer per seed under ``run_dir/tensorboard/seed<k>/``.
 
     Scalar tag = metric name (``eval/return_mean``), step = ``t_env``.
+    ``purge_steps`` (member name -> step; set by ``powmarl resume``) hides that member's
+    events at or after the step, which the resumed run logs again, from TensorBoard.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, flush_secs: int = 30):
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        flush_secs: int = 30,
+        purge_steps: dict[str, int] | None = None,
+    ):
         self._tbx = _require("tensorboardX", "tensorboard", "tensorboard")
         self.root = Path(run_dir) / "tensorboard"
         self.flush_secs = flush_secs
+        self.purge_steps = dict(purge_steps or {})
         self._writers: dict[str, Any] = {}
 
     def _writer(self, name: str):
@@ -93,7 +101,9 @@ class TensorBoardLogger(Logger):
             logdir = self.root / name
             logdir.mkdir(parents=True, exist_ok=True)
             self._writers[name] = self._tbx.SummaryWriter(
-                logdir=str(logdir), flush_secs=self.flush_secs
+                logdir=str(logdir),
+                flush_secs=self.flush_secs,
+                purge_step=self.purge_steps.get(name),
             )
         return self._writers[name]
 
@@ -210,6 +220,7 @@ def make_loggers(
     project: str = "powmarl",
     mode: str = "offline",
     name: str | None = None,
+    purge_steps: dict[str, int] | None = None,
 ) -> list[Logger]:
     """The sinks named in ``names`` (any of "tensorboard", "wandb"), in that order.
 
@@ -219,6 +230,8 @@ def make_loggers(
       config: the run's resolved config (config.json), stored with each W&B run.
       project, mode, name: W&B project, "offline" or "online", and group name (default:
         the run directory's name); ignored by TensorBoard.
+      purge_steps: on resume, per member name the first env step logged again;
+        TensorBoard hides the old events from there on (W&B starts new runs).
 
     Checks every name and installed package before creating anything, so a typo or a
     missing extra fails before training starts. Raises ValueError (unknown name, no
@@ -238,7 +251,7 @@ def make_loggers(
     loggers: list[Logger] = []
     for backend in names:
         if backend == "tensorboard":
-            loggers.append(TensorBoardLogger(run_dir))
+            loggers.append(TensorBoardLogger(run_dir, purge_steps=purge_steps))
         else:
             loggers.append(WandbLogger(run_dir, config, project=project, mode=mode, name=name))
     return loggers
