@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from powmarl.io.run_dir import atomic_write_text
 from powmarl.report.plots import file_stem, plot_curves, plot_heatmaps
 from powmarl.report.runs import Group, ReportError, choose_metric, cut_at, load_groups
 from powmarl.report.stats import Interval, mean_ci, t_quantile
@@ -101,7 +102,7 @@ def make_report(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ReportError(f"--out: cannot create {out}: {err.strerror or err}") from None
-    (out / "table.md").write_text(to_markdown(cells, metrics, at), encoding="utf-8")
+    atomic_write_text(out / "table.md", to_markdown(cells, metrics, at))
     write_csv(cells, out / "table.csv")
     written = {"table.md": out / "table.md", "table.csv": out / "table.csv"}
     if plots:

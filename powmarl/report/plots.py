@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from powmarl.io.run_dir import atomic_write
 from powmarl.report.runs import Group
 from powmarl.report.stats import band
 
@@ -87,7 +88,7 @@ def plot_curves(groups: Sequence[Group], metric: str, title: str, path: Path) ->
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda fh: fig.savefig(fh, dpi=120, format="png"))
     plt.close(fig)
     return path
 
@@ -152,6 +153,6 @@ def plot_heatmaps(
         _draw_heatmap(ax, name, table, tables.get("greedy_actions"))
     fig.suptitle(f"{title} (red: greedy joint action)", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, format="png"))
     plt.close(fig)
     return path

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from powmarl.io.run_dir import atomic_write_text
 from powmarl.report.runs import Group, final_values
 from powmarl.report.stats import Interval, mean_ci
 
@@ -108,23 +110,25 @@ def _number(x: float) -> str:
 
 
 def write_csv(cells: Sequence[Cell], path: Path) -> None:
-    """Long format: one line per (algo, variant, task); empty CI fields when n = 1."""
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_FIELDS)
-        for cell in cells:
-            iv = cell.interval
-            writer.writerow(
-                [
-                    cell.group.algo,
-                    cell.group.variant,
-                    cell.group.task,
-                    cell.metric,
-                    iv.n,
-                    _number(iv.mean),
-                    _number(iv.low),
-                    _number(iv.high),
-                    _number(iv.half_width),
-                    " ".join(str(s) for s in cell.seeds),
-                ]
-            )
+    """Long format: one line per (algo, variant, task); empty CI fields when n = 1.
+    Written atomically (a reader sees the old file or the whole new one)."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(CSV_FIELDS)
+    for cell in cells:
+        iv = cell.interval
+        writer.writerow(
+            [
+                cell.group.algo,
+                cell.group.variant,
+                cell.group.task,
+                cell.metric,
+                iv.n,
+                _number(iv.mean),
+                _number(iv.low),
+                _number(iv.high),
+                _number(iv.half_width),
+                " ".join(str(s) for s in cell.seeds),
+            ]
+        )
+    atomic_write_text(path, text.getvalue())
