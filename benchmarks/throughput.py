@@ -128,11 +128,21 @@ def main() -> None:
     parser.add_argument("--full-run", action="store_true", help="time a whole train() call")
     parser.add_argument("--t-max", type=int, default=50_000)
     parser.add_argument("--json", default=None, help="append results as JSON lines here")
+    parser.add_argument(
+        "--smax-decode-chunk",
+        type=int,
+        default=None,
+        help="SMAX replay records decoded at once (powmarl.envs.smax.REPLAY_DECODE_CHUNK)",
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     env_args = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.env_arg)}
     overrides = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.set)}
     if args.one:
+        if args.smax_decode_chunk is not None:
+            import powmarl.envs.smax
+
+            powmarl.envs.smax.REPLAY_DECODE_CHUNK = args.smax_decode_chunk
         fn = measure_full if args.full_run else measure_steady
         extra = args.t_max if args.full_run else args.chunks
         print(json.dumps(fn(args.env, env_args, args.algo, args.seeds[0], extra, overrides)))
@@ -155,11 +165,15 @@ def main() -> None:
         ]
         cmd += [f"--env-arg={a}" for a in args.env_arg] + [f"--set={a}" for a in args.set]
         cmd += ["--full-run"] if args.full_run else []
+        if args.smax_decode_chunk is not None:
+            cmd += ["--smax-decode-chunk", str(args.smax_decode_chunk)]
         out = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stderr[-3000:], file=sys.stderr)
             sys.exit(out.returncode)
         row = json.loads(out.stdout.strip().splitlines()[-1])
+        if args.smax_decode_chunk is not None:
+            row["smax_decode_chunk"] = args.smax_decode_chunk
         print(json.dumps(row, indent=1))
         if args.json:
             with open(args.json, "a") as fh:
