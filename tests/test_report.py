@@ -283,3 +283,18 @@ def test_report_at_compares_runs_stopped_at_different_points(tmp_path, capsys):
     assert "no seed of these runs reached 40 env steps" in capsys.readouterr().err
     assert main([*argv[:-1], "0"]) == 2
     assert "--at: must be a positive" in capsys.readouterr().err
+
+
+def test_report_at_keeps_tables_only_of_runs_that_ended_there(tmp_path):
+    from powmarl.report.runs import cut_at
+
+    run = write_run(tmp_path / "r", "qmix", {0: [(10, 1.0), (20, 2.0)], 1: [(10, 3.0)]},
+                    env_id="matrix_pow")  # fmt: skip
+    tables = {"greedy_actions": [0, 0], "q_tot": np.eye(3).tolist()}
+    (run / "tables.json").write_text(json.dumps({"0": tables, "1": tables}))
+    (group,) = load_groups([run])
+    assert sorted(group.tables) == [0, 1]
+    (at10,) = cut_at([group], 10)
+    assert sorted(at10.curves) == [0, 1] and sorted(at10.tables) == [1]  # seed 0 went on
+    (at20,) = cut_at([group], 20)
+    assert sorted(at20.curves) == [0] and sorted(at20.tables) == [0]

@@ -216,18 +216,22 @@ def load_groups(run_dirs: Iterable[str | os.PathLike]) -> list[Group]:
 def cut_at(groups: Sequence[Group], at: float) -> list[Group]:
     """The groups as they stood at ``at`` env steps: each seed's rows up to ``at``, seeds
     that had not reached ``at`` (no row at or after it) left out, and groups left with
-    no seed dropped. Compares runs stopped at different points on an equal budget."""
+    no seed dropped. Compares runs stopped at different points on an equal budget.
+    One-step tables (``tables.json``, written at the end of a run) are kept only for
+    seeds whose run ended at ``at``: the others' tables are from later."""
     if not at > 0:
         raise ReportError(f"--at: must be a positive number of env steps, got {at}")
     out = []
     for group in groups:
-        curves, dirs = {}, {}
+        curves, dirs, ended = {}, {}, set()
         for seed, rows in group.curves.items():
             kept = [r for r in rows if r["t_env"] <= at]
             if kept and rows[-1]["t_env"] >= at:
                 curves[seed], dirs[seed] = kept, group.dirs[seed]
+                if len(kept) == len(rows):
+                    ended.add(seed)
         if curves:
-            tables = {s: t for s, t in group.tables.items() if s in curves}
+            tables = {s: t for s, t in group.tables.items() if s in ended}
             out.append(dataclasses.replace(group, curves=curves, dirs=dirs, tables=tables))
     if not out:
         raise ReportError(f"--at: no seed of these runs reached {at:g} env steps")
