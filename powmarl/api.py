@@ -233,7 +233,7 @@ def _resume_host(run_dir, record, env, algorithm, progress, loggers, options) ->
     from powmarl.runners import host_runner
 
     cfg, hp = from_dict(record)
-    members = [driver.Member(int(m["seed"]), dict(m["hparams"])) for m in record["members"]]
+    members = _record_members(record)
     runner = host_runner.make_host_runner(cfg, env, algorithm)
     ckpt = checkpoint.load_latest(run_dir, host_runner.checkpoint_template(runner))
     rows = truncate_metrics(run_dir, int(ckpt.meta["rows"]) if ckpt else 0)
@@ -280,7 +280,7 @@ def resume(
     if record.get("runner") == "host" or is_host_env(env):
         return _resume_host(run_dir, record, env, algorithm, progress, loggers, logger_options)
     cfg, hp = from_dict(record)
-    members = [driver.Member(int(m["seed"]), dict(m["hparams"])) for m in record["members"]]
+    members = _record_members(record)
     env_params = env.default_params() if env_params is None else env_params
     session = _session(algorithm, env, cfg, hp, members, env_params, run_dir, progress)
     ckpt = checkpoint.load_latest(run_dir, driver.state_template(session))
@@ -467,7 +467,7 @@ def evaluate(
     env = make_env(record["env_id"], **record["env_kwargs"])
     algorithm = algos.make(record["algo"])
     cfg, hp = from_dict(record)
-    members = [driver.Member(int(m["seed"]), dict(m["hparams"])) for m in record["members"]]
+    members = _record_members(record)
     if not 0 <= member < len(members):
         raise ValueError(f"member: must be in [0, {len(members) - 1}], got {member}")
     if episodes is not None and episodes < 1:
@@ -489,19 +489,11 @@ def evaluate(
         agent_params, keys
     )
     stats = jax.device_get(stats)
-    out = []
-    for i, m in enumerate(members):
-        row = {
-            "seed": m.seed,
-            "variant": m.variant,
-            "episodes": count,
-            "t_env": int(ckpt.meta.get("t_env_min", 0)),
-            "return_mean": float(np.mean(stats.returns[i])),
-            "return_std": float(np.std(stats.returns[i])),
-            "ep_length_mean": float(np.mean(stats.lengths[i])),
-        }
-        row.update({f"{k}_mean": float(np.mean(v[i])) for k, v in stats.info.items()})
-        out.append(row)
+    t_env = int(ckpt.meta.get("t_env_min", 0))
+    out = [
+        _eval_row(m, count, t_env, jax.tree.map(lambda x, i=i: x[i], stats))
+        for i, m in enumerate(members)
+    ]
     if render is not None:
         from powmarl import render as rendering
 
@@ -529,16 +521,27 @@ def _evaluate_host(run_dir, env, algorithm, cfg, members, episodes, key_seed):
     out = []
     for i, (m, p, t_env) in enumerate(zip(members, params, t_envs)):
         _, stats = host_runner.rollout(runner, p["agent"], keys[i], 0.0, count)
-        row = {
-            "seed": m.seed,
-            "variant": m.variant,
-            "episodes": count,
-            "t_env": int(t_env),
-            "return_mean": float(np.mean(stats.returns)),
-            "return_std": float(np.std(stats.returns)),
-            "ep_length_mean": float(np.mean(stats.lengths)),
-        }
-        row.update({f"{k}_mean": float(np.mean(v)) for k, v in stats.info.items()})
-        out.append(row)
+        out.append(_eval_row(m, count, int(t_env), stats))
     runner.vec.close()
     return out
+
+
+def _eval_row(member: driver.Member, episodes: int, t_env: int, stats) -> dict[str, Any]:
+    """One member's line of ``evaluate``: return and length statistics and the env's info
+    counters of its greedy episodes (``stats``: one member's EpisodeStats)."""
+    row = {
+        "seed": member.seed,
+        "variant": member.variant,
+        "episodes": episodes,
+        "t_env": t_env,
+        "return_mean": float(np.mean(stats.returns)),
+        "return_std": float(np.std(stats.returns)),
+        "ep_length_mean": float(np.mean(stats.lengths)),
+    }
+    row.update({f"{k}_mean": float(np.mean(v)) for k, v in stats.info.items()})
+    return row
+
+
+def _record_members(record: dict[str, Any]) -> list[driver.Member]:
+    """The members (seed, sweep hyperparameters) a run's ``config.json`` lists."""
+    return [driver.Member(int(m["seed"]), dict(m["hparams"])) for m in record["members"]]

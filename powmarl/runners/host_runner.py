@@ -187,7 +187,6 @@ class HostPosition:
     def meta(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["rows"] = len(self.rows)
-        out["t_env_min"] = self.t_env  # the JAX-path record field, for tools that read it
         return out
 
     @classmethod
