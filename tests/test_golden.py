@@ -1,0 +1,22 @@
+"""Results that must not change (issue 11): for fixed seeds, the metrics rows (every column
+but ``time/*``) and the final parameters of qmix and pow_qmix on ``matrix_pow`` and a small
+``stag_hunt`` equal, bitwise on CPU, those recorded with the code before the redesign
+(``tests/golden_runs.py``)."""
+
+import json
+
+import pytest
+
+from golden_runs import DATA, RUNS, comparable_rows, param_digests, train
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_metrics_and_params_equal_the_recorded_run(name):
+    result = train(name)
+    expected_rows = json.loads((DATA / f"{name}.json").read_text())
+    assert comparable_rows(result.metrics) == expected_rows
+    expected_params = json.loads((DATA / f"{name}.params.json").read_text())
+    digests = param_digests(result.params)
+    changed = sorted(k for k in expected_params if digests.get(k) != expected_params[k])
+    assert sorted(digests) == sorted(expected_params)
+    assert not changed, f"parameters differ from the recorded run: {changed[:5]}"
