@@ -20,3 +20,18 @@ def test_metrics_and_params_equal_the_recorded_run(name):
     changed = sorted(k for k in expected_params if digests.get(k) != expected_params[k])
     assert sorted(digests) == sorted(expected_params)
     assert not changed, f"parameters differ from the recorded run: {changed[:5]}"
+
+
+def test_a_jax_run_dir_written_before_the_redesign_resumes_exactly(tmp_path):
+    """``tests/data/runs_v0.1/jax_pow_qmix``: pow_qmix on matrix_pow (seeds 0-1, 3000 steps,
+    buffer 256) written by powmarl 0.1 before issue 11, cut back to its first checkpoint
+    (1000 steps); resuming it must give the rows of the uninterrupted run."""
+    import shutil
+
+    from powmarl.api import resume
+
+    run = tmp_path / "run"
+    shutil.copytree(DATA.parent / "runs_v0.1" / "jax_pow_qmix", run)
+    expected = [json.loads(line) for line in (run / "expected_metrics.jsonl").open()]
+    result = resume(run, progress=False)
+    assert comparable_rows(result.metrics) == comparable_rows(expected)
