@@ -135,6 +135,7 @@ def train(
     loggers: Sequence[str] = (),
     logger_options: dict[str, Any] | None = None,
     hparam_grid: dict[str, Sequence[float]] | None = None,
+    stop_when: Any = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train ``algo`` on ``env`` for every seed at once (one compiled, vmapped program).
@@ -144,7 +145,8 @@ def train(
     for every seed inside the same compiled program (no recompilation).
     ``loggers`` adds "tensorboard" and/or "wandb" to the JSONL metrics (needs ``run_dir``).
     With ``run_dir`` the run writes checkpoints and can be continued by :func:`resume`.
-    Training stops at the first evaluation where every member has taken ``t_max`` env steps.
+    Training stops at the first evaluation where every member has taken ``t_max`` env steps,
+    or earlier at the first evaluation where ``stop_when(rows so far)`` is true (JAX envs).
     """
     from powmarl.envs import make as make_env
 
@@ -183,6 +185,7 @@ def train(
         )
     session = _session(algorithm, env, cfg, hp, members, env_params, run_dir, progress)
     session.sinks = _sinks(loggers, run_dir, record, logger_options)
+    session.stop_when = stop_when
     return _finish(session, env, algorithm, *_run(session))
 
 

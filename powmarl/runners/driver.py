@@ -55,6 +55,8 @@ class Session:
     sinks: Sequence[Any] = ()  # objects with write(rows) and close()
     progress: bool = True
     log: Any = None  # callable(str) for notices
+    #: callable(rows so far) -> bool, asked after each evaluation: True ends the run there
+    stop_when: Any = None
 
 
 @dataclasses.dataclass
@@ -143,7 +145,9 @@ def run(session: Session, state=None, position: Position | None = None):
             position.iteration += session.runner.iters_per_chunk
             position.rows.extend(rows)
             position.elapsed_s = time.perf_counter() - start
-            position.finished = bool(t_env.min() >= cfg.t_max)
+            position.finished = bool(t_env.min() >= cfg.t_max) or bool(
+                session.stop_when is not None and session.stop_when(position.rows)
+            )
             bar.update(int(t_env.min()), float(np.mean(metrics["eval/return_mean"])))
             _maybe_checkpoint(session, state, position, float(t_env.min()))
     return state, position
