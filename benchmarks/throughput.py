@@ -17,11 +17,13 @@ separately (ahead-of-time ``lower().compile()``). ``--full-run`` instead times a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
 import sys
 import time
+from typing import Any
 
 
 def _tree_bytes(tree) -> int:
@@ -30,7 +32,32 @@ def _tree_bytes(tree) -> int:
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
-def measure_steady(env_id: str, env_args: dict, algo: str, num_seeds: int, chunks: int, overrides):
+@dataclasses.dataclass
+class Bench:
+    """A compiled whole-training program for ``num_seeds`` vmapped seeds, ready to time.
+
+    ``state`` is donated to each chunk call and replaced by its result; ``it`` is the
+    iteration index the next chunk starts at.
+    """
+
+    env_id: str
+    env_args: dict
+    algo: str
+    num_seeds: int
+    cfg: Any
+    runner: Any
+    hp_arrays: Any
+    env_params: Any
+    chunk: Any  # the compiled vmapped run_chunk
+    state: Any
+    init_compile_s: float  # compile + first run of init
+    chunk_compile_s: float
+    scratch: Any  # memory_analysis() of the compiled chunk (None if unknown)
+    it: int = 0
+
+
+def compile_bench(env_id: str, env_args: dict, algo: str, num_seeds: int, overrides) -> Bench:
+    """Build, compile (ahead of time) and initialise the vmapped training program."""
     import jax
     import jax.numpy as jnp
 
@@ -57,44 +84,101 @@ def measure_steady(env_id: str, env_args: dict, algo: str, num_seeds: int, chunk
     start = time.perf_counter()
     compiled = chunk_fn.lower(state, hp_arrays, env_params, jnp.int32(0)).compile()
     compile_s = time.perf_counter() - start
-    scratch = compiled.memory_analysis()  # XLA's temporaries for all seeds (None if unknown)
-    buffer_bytes = _tree_bytes(state.buffer) // num_seeds
-    it = 0
-    while True:  # warm up until every iteration of a chunk calls the learner
-        state, metrics = compiled(state, hp_arrays, env_params, jnp.int32(it))
-        it += runner.iters_per_chunk
-        if float(jax.device_get(metrics["train/learner_calls"]).min()) == runner.iters_per_chunk:
-            break
-    t0 = jax.device_get(metrics["t_env"]).astype(float)
+    return Bench(
+        env_id,
+        env_args,
+        algo,
+        num_seeds,
+        cfg,
+        runner,
+        hp_arrays,
+        env_params,
+        compiled,
+        state,
+        init_s,
+        compile_s,
+        compiled.memory_analysis(),
+    )
+
+
+def run_chunk(bench: Bench):
+    """Run one chunk of ``bench`` (advancing its state); returns the chunk's metrics."""
+    import jax.numpy as jnp
+
+    bench.state, metrics = bench.chunk(
+        bench.state, bench.hp_arrays, bench.env_params, jnp.int32(bench.it)
+    )
+    bench.it += bench.runner.iters_per_chunk
+    return metrics
+
+
+def warm_up(bench: Bench):
+    """Run chunks until every iteration of one called the learner (the buffer holds a
+    batch); returns that chunk's metrics."""
+    import jax
+
+    while True:
+        metrics = run_chunk(bench)
+        calls = jax.device_get(metrics["train/learner_calls"])
+        if float(calls.min()) == bench.runner.iters_per_chunk:
+            return metrics
+
+
+def time_chunks(bench: Bench, chunks: int, last_metrics, deadline: float | None = None) -> dict:
+    """Time up to ``chunks`` steady-state chunks (at least one), fewer when the next one
+    would end after ``deadline`` (``time.time()``). Returns steps (all seeds), wall, chunks."""
+    import jax
+
+    t0 = jax.device_get(last_metrics["t_env"]).astype(float)
     start = time.perf_counter()
-    for _ in range(chunks):
-        state, metrics = compiled(state, hp_arrays, env_params, jnp.int32(it))
-        it += runner.iters_per_chunk
+    done = 0
+    while done < chunks:
+        metrics = run_chunk(bench)
+        done += 1
+        if deadline is not None:  # block only when the clock is watched (sync per chunk)
+            jax.block_until_ready(metrics)
+            per_chunk = (time.perf_counter() - start) / done
+            if time.time() + per_chunk > deadline:
+                break
     metrics = jax.device_get(metrics)
     wall = time.perf_counter() - start
     steps = float((metrics["t_env"].astype(float) - t0).sum())
-    calls = chunks * runner.iters_per_chunk
+    return {"steps": steps, "wall": wall, "chunks": done}
+
+
+def steady_row(bench: Bench, timing: dict) -> dict:
+    """The benchmark row of ``bench`` after :func:`time_chunks` gave ``timing``."""
+    import jax
+
+    n, cfg, scratch = bench.num_seeds, bench.cfg, bench.scratch
+    steps, wall = timing["steps"], timing["wall"]
     return {
-        "env": env_id,
-        "env_args": env_args,
-        "algo": algo,
-        "seeds": num_seeds,
+        "env": bench.env_id,
+        "env_args": bench.env_args,
+        "algo": bench.algo,
+        "seeds": n,
         "num_envs": cfg.num_envs,
         "batch_size": cfg.batch_size,
         "buffer_size": cfg.buffer_size,
-        "env_steps_per_s_per_seed": steps / num_seeds / wall,
+        "env_steps_per_s_per_seed": steps / n / wall,
         "env_steps_per_s_total": steps / wall,
-        "s_per_learner_call_all_seeds": wall / calls,
-        "init_compile_s": init_s,
-        "chunk_compile_s": compile_s,
-        "buffer_mib_per_seed": buffer_bytes / 2**20,
+        "s_per_learner_call_all_seeds": wall / (timing["chunks"] * bench.runner.iters_per_chunk),
+        "init_compile_s": bench.init_compile_s,
+        "chunk_compile_s": bench.chunk_compile_s,
+        "buffer_mib_per_seed": _tree_bytes(bench.state.buffer) / n / 2**20,
         "xla_temp_mib_per_seed": (
-            scratch.temp_size_in_bytes / 2**20 / num_seeds if scratch is not None else None
+            scratch.temp_size_in_bytes / 2**20 / n if scratch is not None else None
         ),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "device": jax.devices()[0].device_kind,
         "backend": jax.default_backend(),
     }
+
+
+def measure_steady(env_id: str, env_args: dict, algo: str, num_seeds: int, chunks: int, overrides):
+    bench = compile_bench(env_id, env_args, algo, num_seeds, overrides)
+    last = warm_up(bench)
+    return steady_row(bench, time_chunks(bench, chunks, last))
 
 
 def measure_full(env_id: str, env_args: dict, algo: str, num_seeds: int, t_max: int, overrides):
@@ -115,6 +199,46 @@ def measure_full(env_id: str, env_args: dict, algo: str, num_seeds: int, t_max: 
         "final_eval_return": result.final_eval_return.tolist(),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+@dataclasses.dataclass
+class Child:
+    """What a benchmark subprocess left: its JSON stdout lines, how it ended, its stderr."""
+
+    rows: list  # every stdout line that parses as a JSON object, in order
+    status: str  # "ok", "failed" (nonzero exit) or "timeout" (killed at the limit)
+    returncode: int | None
+    stderr: str
+    wall_s: float
+
+
+def _json_lines(text: str | bytes | None) -> list:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    rows = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a line cut off by a kill
+    return rows
+
+
+def run_child(cmd: list[str], timeout: float | None = None, env: dict | None = None) -> Child:
+    """Run ``cmd``, killed after ``timeout`` s; the JSON lines it printed before are kept."""
+    start = time.perf_counter()
+    try:
+        out = subprocess.run(
+            cmd, check=False, capture_output=True, text=True, timeout=timeout, env=env
+        )
+    except subprocess.TimeoutExpired as err:
+        stderr = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else ""
+        return Child(_json_lines(err.stdout), "timeout", None, stderr or "", timeout or 0.0)
+    status = "ok" if out.returncode == 0 else "failed"
+    wall = time.perf_counter() - start
+    return Child(_json_lines(out.stdout), status, out.returncode, out.stderr, wall)
 
 
 def main() -> None:
@@ -167,11 +291,11 @@ def main() -> None:
         cmd += ["--full-run"] if args.full_run else []
         if args.smax_decode_chunk is not None:
             cmd += ["--smax-decode-chunk", str(args.smax_decode_chunk)]
-        out = subprocess.run(cmd, check=False, capture_output=True, text=True)
-        if out.returncode != 0:
-            print(out.stderr[-3000:], file=sys.stderr)
-            sys.exit(out.returncode)
-        row = json.loads(out.stdout.strip().splitlines()[-1])
+        child = run_child(cmd)
+        if child.status != "ok":
+            print(child.stderr[-3000:], file=sys.stderr)
+            sys.exit(child.returncode or 1)
+        row = child.rows[-1]
         if args.smax_decode_chunk is not None:
             row["smax_decode_chunk"] = args.smax_decode_chunk
         print(json.dumps(row, indent=1))
