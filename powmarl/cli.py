@@ -1,4 +1,4 @@
-"""The powmarl command: train, resume, eval, sweep, report, list, demo.
+"""The powmarl command: train, resume, eval, sweep, report, config, list, demo.
 
 Bad input gives a one-line error naming what is allowed, exit status 2, no traceback.
 """
@@ -76,24 +76,59 @@ def _coerce_env_args(env_id: str, raw: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def _train_preset(args):
+    """The preset of --preset or --config (None without either), checked against --algo,
+    --env and its algorithm's settings."""
+    from powmarl import algos, presets
+
+    if args.preset and args.config:
+        raise UsageError("train: give --preset or --config, not both")
+    if not (args.preset or args.config):
+        return None
+    if args.preset:
+        preset, source = presets.get(args.preset), f"preset {args.preset}"
+    else:
+        source = f"--config {args.config}"
+        preset = presets.load(args.config, source)
+    for flag, given, fixed in (
+        ("--algo", args.algo, preset.algo),
+        ("--env", args.env, preset.env_id),
+    ):
+        if given and given != fixed:
+            raise UsageError(
+                f"{flag}: {source} is for {fixed!r} and its settings are {fixed}'s; drop {flag} "
+                "or write a --config file for your choice"
+            )
+    presets.check_settings(preset, algos.make(preset.algo), source)
+    return preset
+
+
+def _with_preset(train, preset, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Keywords of ``api.train`` for the preset layer: ``preset=`` where train takes it;
+    else (until it does) the preset's settings merged below the user's overrides."""
+    import inspect
+
+    if preset is None:
+        return overrides
+    if "preset" in inspect.signature(train).parameters:
+        return {**overrides, "preset": preset}
+    return {**preset.settings, **overrides}
+
+
 def cmd_train(args) -> int:
-    from powmarl import presets
     from powmarl.api import train
     from powmarl.envs import make as make_env
 
-    algo, env_id, env_args, overrides = args.algo, args.env, {}, {}
-    if args.preset:
-        preset = presets.get(args.preset)
-        algo = algo or preset.algo
-        env_id = env_id or preset.env_id
-        env_args.update(preset.env_kwargs)
-        overrides.update(preset.overrides)
+    preset = _train_preset(args)
+    algo = args.algo or (preset.algo if preset else None)
+    env_id = args.env or (preset.env_id if preset else None)
     if not algo:
-        raise UsageError("train: give --algo or --preset (see `powmarl list`)")
+        raise UsageError("train: give --algo, --preset or --config (see `powmarl list`)")
     if not env_id:
-        raise UsageError("train: give --env or --preset (see `powmarl list`)")
+        raise UsageError("train: give --env, --preset or --config (see `powmarl list`)")
+    env_args = dict(preset.env_kwargs) if preset else {}
     env_args.update(_coerce_env_args(env_id, parse_assignments(args.env_arg, "--env-arg")))
-    overrides.update(parse_assignments(args.set, "--set"))
+    overrides: dict[str, Any] = parse_assignments(args.set, "--set")
     if args.t_max is not None:
         overrides["t_max"] = args.t_max
     env = make_env(env_id, **env_args)
@@ -105,9 +140,17 @@ def cmd_train(args) -> int:
         progress=not args.no_progress,
         loggers=_loggers(args),
         logger_options=_logger_options(args),
-        **overrides,
+        **_with_preset(train, preset, overrides),
     )
     _print_result(result, env_id)
+    return 0
+
+
+def cmd_config(args) -> int:
+    """``powmarl config show PRESET``: the preset as YAML (a valid --config file)."""
+    from powmarl import presets
+
+    print(presets.get(args.preset).to_yaml(), end="")
     return 0
 
 
@@ -189,7 +232,7 @@ def cmd_eval(args) -> int:
 
 def cmd_list(args) -> int:
     from powmarl import algos, envs, presets
-    from powmarl.config import fields_help
+    from powmarl.config import declared_help, fields_help
 
     print("algorithms:")
     for name, desc in algos.registered().items():
@@ -204,6 +247,11 @@ def cmd_list(args) -> int:
     print("hyperparameters (--set KEY=VALUE):")
     for name, text in fields_help().items():
         print(f"  {name:24s} {text}")
+    declared = [(a, d) for a in algos.registered() for d in algos.make(a).hparams]
+    if declared:
+        print("hyperparameters declared by an algorithm (--set KEY=VALUE with it):")
+        for algo, spec in declared:
+            print(f"  {spec.name:24s} [{algo}] {declared_help(spec)}")
     return 0
 
 
@@ -243,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--algo", help="algorithm id (powmarl list)")
     train.add_argument("--env", help="environment id (powmarl list)")
     train.add_argument("--preset", help="a paper experiment: sets algo, env and settings")
+    train.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="a YAML file of algo, env, env_args, settings (as `powmarl config show` prints)",
+    )
     train.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
     train.add_argument(
         "--set",
@@ -283,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sw.set_defaults(func=cmd_sweep)
 
+    config = sub.add_parser("config", help="presets as YAML files for train --config")
+    actions = config.add_subparsers(dest="action", required=True)
+    show = actions.add_parser("show", help="print a preset as YAML (a --config file)")
+    show.add_argument("preset", help="a preset name (powmarl list)")
+    show.set_defaults(func=cmd_config)
+
     lister = sub.add_parser("list", help="algorithms, environments, presets, hyperparameters")
     lister.set_defaults(func=cmd_list)
 
@@ -314,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from powmarl.io.checkpoint import CheckpointError
-    from powmarl.runners.driver import TrainingFault
+    from powmarl.runners.loop import TrainingFault
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -18,28 +18,24 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("tensorboard", "wandb")
+from powmarl.io.sinks import (  # noqa: F401 - MissingBackendError is part of this API
+    SINKS,
+    MissingBackendError,
+    SinkKind,
+    import_for,
+    make_sinks,
+    register,
+)
+
 WANDB_MODES = ("offline", "online")
 
 #: Row keys that identify a row rather than measure something.
 _ROW_KEYS = frozenset({"seed", "t_env", "variant", "algo"})
 
 
-class MissingBackendError(ImportError):
-    """A logging backend was asked for but its package is not installed."""
-
-
 def _require(module: str, flag: str, extra: str):
     """Import ``module`` or raise MissingBackendError naming the pip extra."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingBackendError(
-            f"logging: --{flag} needs {module}; install with pip install 'powmarl[{extra}]'",
-            name=module,
-        ) from None
+    return import_for(flag, module, extra)
 
 
 def scalars(row: dict[str, Any]) -> dict[str, float]:
@@ -212,46 +208,37 @@ class WandbLogger(Logger):
         self._runs.clear()
 
 
+def _check_wandb_mode(mode: str = "offline", **_):
+    if mode not in WANDB_MODES:
+        raise ValueError(f"--wandb-mode: must be one of {', '.join(WANDB_MODES)}, got {mode!r}")
+
+
+def _tensorboard(run_dir, record=None, purge_steps=None, **_):
+    return TensorBoardLogger(run_dir, purge_steps=purge_steps)
+
+
+def _wandb(run_dir, record=None, project="powmarl", mode="offline", name=None, **_):
+    return WandbLogger(run_dir, record, project=project, mode=mode, name=name)
+
+
+_wandb.check = _check_wandb_mode
+
+register(SinkKind("tensorboard", _tensorboard, "tensorboardX", "tensorboard",
+                  "TensorBoard event files, one directory per seed (RUN_DIR/tensorboard/)"))
+register(SinkKind("wandb", _wandb, "wandb", "wandb",
+                  "Weights & Biases, one run per seed (offline unless --wandb-mode online)"))
+
+#: The registered logging backends (sinks besides metrics.jsonl).
+BACKENDS = tuple(SINKS)
+
+
 def make_loggers(
     names: Sequence[str],
     run_dir: str | os.PathLike | None,
     config: dict[str, Any] | None = None,
-    *,
-    project: str = "powmarl",
-    mode: str = "offline",
-    name: str | None = None,
-    purge_steps: dict[str, int] | None = None,
+    **options: Any,
 ) -> list[Logger]:
-    """The sinks named in ``names`` (any of "tensorboard", "wandb"), in that order.
-
-    Args:
-      names: backends, e.g. ``["tensorboard", "wandb"]`` (a single string is accepted).
-      run_dir: the run directory (required when ``names`` is not empty).
-      config: the run's resolved config (config.json), stored with each W&B run.
-      project, mode, name: W&B project, "offline" or "online", and group name (default:
-        the run directory's name); ignored by TensorBoard.
-      purge_steps: on resume, per member name the first env step logged again;
-        TensorBoard hides the old events from there on (W&B starts new runs).
-
-    Checks every name and installed package before creating anything, so a typo or a
-    missing extra fails before training starts. Raises ValueError (unknown name, no
-    run_dir, bad mode) or MissingBackendError (an ImportError) with the pip command.
-    """
-    names = [names] if isinstance(names, str) else list(dict.fromkeys(names))
-    unknown = [n for n in names if n not in BACKENDS]
-    if unknown:
-        raise ValueError(f"loggers: unknown backend {unknown[0]!r}; allowed: {', '.join(BACKENDS)}")
-    if names and run_dir is None:
-        raise ValueError(f"loggers: {', '.join(names)} need a run directory (--run-dir)")
-    if "wandb" in names and mode not in WANDB_MODES:
-        raise ValueError(f"--wandb-mode: must be one of {', '.join(WANDB_MODES)}, got {mode!r}")
-    packages = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}
-    for backend in names:
-        _require(packages[backend][0], backend, packages[backend][1])
-    loggers: list[Logger] = []
-    for backend in names:
-        if backend == "tensorboard":
-            loggers.append(TensorBoardLogger(run_dir, purge_steps=purge_steps))
-        else:
-            loggers.append(WandbLogger(run_dir, config, project=project, mode=mode, name=name))
-    return loggers
+    """The sinks named in ``names`` (e.g. "tensorboard", "wandb"), in that order, without
+    ``metrics.jsonl``; ``options`` (W&B project, mode and name; TensorBoard purge_steps on
+    resume) go to each sink (see :func:`powmarl.io.sinks.make_sinks`)."""
+    return make_sinks(names, run_dir, config, jsonl=False, **options)

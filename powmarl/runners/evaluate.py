@@ -8,30 +8,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from powmarl.core.exploration import masked_argmax, take
+from powmarl.core.exploration import take
+from powmarl.learner import Learner
 from powmarl.networks.mixers import MixInput
-from powmarl.runners.jax_runner import Runner
+from powmarl.runners.acting import agent_step, initial_hidden, no_last_actions
 
 
-def initial_utilities(runner: Runner, env, agent_params, env_params, key):
-    """Q_i at the first step of an episode: [A, U], and the reset timestep."""
+def initial_utilities(learner: Learner, env, agent_params, env_params, key):
+    """Q_i at the first step of an episode: [A, U], its greedy actions [A], and the reset
+    timestep."""
     ts, _ = env.reset(key, env_params)
-    spec = env.spec
-    learner = runner.learner
-    hidden = jnp.zeros((spec.num_agents, learner.agent.hidden_dim), jnp.float32)
-    inputs = learner.agent_inputs(ts.obs, jnp.full((spec.num_agents,), -1, jnp.int32))
-    _, q = learner.agent.apply(agent_params, hidden, inputs)
-    return q, ts
+    a = env.spec.num_agents
+    hidden = initial_hidden(learner, a)
+    _, greedy, q = agent_step(
+        learner, agent_params, hidden, ts.obs, no_last_actions(a), ts.avail_actions
+    )
+    return q, greedy, ts
 
 
-def one_step_tables(runner: Runner, env, params, env_params, key) -> dict[str, np.ndarray]:
+def one_step_tables(learner: Learner, env, params, env_params, key) -> dict[str, np.ndarray]:
     """For a one-step game: greedy joint action, Q_i [A, U], and the tables over all U^A
     joint actions of Q_tot and of every extra that has one (Q* as ``central``, Q_r as
     ``recogniser``)."""
     spec = env.spec
-    learner = runner.learner
-    q, ts = initial_utilities(runner, env, params["agent"], env_params, key)
-    greedy = masked_argmax(q, ts.avail_actions)
+    q, greedy, ts = initial_utilities(learner, env, params["agent"], env_params, key)
     joint = jnp.asarray(list(itertools.product(range(spec.num_actions), repeat=spec.num_agents)))
     chosen = jax.vmap(lambda a: take(q, a))(joint)  # [N, A]
     mix = MixInput(
@@ -46,8 +46,7 @@ def one_step_tables(runner: Runner, env, params, env_params, key) -> dict[str, n
         "q_i": np.asarray(q),
         "q_tot": np.asarray(learner.mixer.apply(params["mixer"], mix)).reshape(shape),
     }
-    last = jnp.full((spec.num_agents,), -1, jnp.int32)
-    inputs = learner.agent_inputs(ts.obs, last)[None, None]  # [1, 1, A, I]
+    inputs = learner.agent_inputs(ts.obs, no_last_actions(spec.num_agents))[None, None]
     for extra in learner.extras:
         values = extra.joint_values(
             params["extras"][extra.name], inputs, ts.state, joint, q, ts.avail_actions

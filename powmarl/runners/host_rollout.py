@@ -1,6 +1,8 @@
 """Whole-episode rollouts of host (Python) envs into the JAX rollout's ``EpisodeBatch``.
 
-Episodes run in waves of up to ``len(vec)`` lockstep copies. Each episode is padded to
+Every member plays its episodes at the same time: the (member, episode) pairs are laid on
+the env copies (in worker processes or in-process) in waves of up to ``len(vec)``
+lockstep copies, and one jitted call acts for all members x episodes per step. Each episode is padded to
 T = episode_limit exactly as :mod:`powmarl.runners.rollout` pads it: slot t holds the
 observation before action t; after the episode ends every slot is zero and
 ``filled = False``; ``terminated`` is set only on a natural end (a time-limit
@@ -16,46 +18,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from powmarl.core.exploration import epsilon_greedy
-from powmarl.envs.host.vector import HostVectorEnv
 from powmarl.learner import Learner
+from powmarl.runners.acting import agent_step
 from powmarl.runners.rollout import EpisodeStats
 from powmarl.types import EpisodeBatch
 
+#: Env seeds are drawn in [0, SEED_RANGE).
+SEED_RANGE = 2**31 - 1
+
 #: ``policy(obs [n, A, O], avail [n, A, U]) -> actions [n, A]``; a new policy per wave.
 Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-def make_act(learner: Learner):
-    """Jitted ``act(agent_params, hidden [n, A, H], obs, last [n, A], avail, key, epsilon)
-    -> (hidden, actions [n, A] int32, key)``: one GRU step of the shared agent and
-    epsilon-greedy over available actions, as the JAX rollout's step; ``key`` is split
-    once per call and the unused half returned."""
-
-    def act(agent_params, hidden, obs, last_actions, avail, key, epsilon):
-        key, act_key = jax.random.split(key)
-        inputs = learner.agent_inputs(jnp.asarray(obs), last_actions)  # [n, A, I]
-        hidden, q = jax.vmap(lambda h, x: learner.agent.apply(agent_params, h, x))(hidden, inputs)
-        actions = epsilon_greedy(act_key, q, jnp.asarray(avail), epsilon)
-        return hidden, actions, key
-
-    return jax.jit(act)
-
-
-class AgentPolicy:
-    """The shared agent acting in ``n`` lockstep envs: recurrent state, last actions, key."""
-
-    def __init__(self, act, agent_params, hidden_dim: int, num_agents: int, n: int, key, epsilon):
-        self.act, self.params, self.epsilon, self.key = act, agent_params, epsilon, key
-        self.hidden = jnp.zeros((n, num_agents, hidden_dim), jnp.float32)
-        self.last = jnp.full((n, num_agents), -1, jnp.int32)
-
-    def __call__(self, obs: np.ndarray, avail: np.ndarray) -> np.ndarray:
-        self.hidden, actions, self.key = self.act(
-            self.params, self.hidden, obs, self.last, avail, self.key, self.epsilon
-        )
-        self.last = actions
-        return np.asarray(actions)
 
 
 def empty_episodes(spec, n: int, obs_dtype) -> dict[str, np.ndarray]:
@@ -72,7 +44,7 @@ def empty_episodes(spec, n: int, obs_dtype) -> dict[str, np.ndarray]:
     }
 
 
-def play_wave(vec: HostVectorEnv, policy: Policy, seeds: Sequence[int], obs_dtype=np.float32):
+def play_wave(vec, policy: Policy, seeds: Sequence[int], obs_dtype=np.float32):
     """Play one episode in each of the first ``len(seeds)`` copies until all have ended.
 
     Returns (fields of an EpisodeBatch as NumPy arrays [n, ...], returns [n], lengths [n],
@@ -115,23 +87,91 @@ def play_wave(vec: HostVectorEnv, policy: Policy, seeds: Sequence[int], obs_dtyp
     return out, returns, lengths, info_sums
 
 
-def play_episodes(
-    vec: HostVectorEnv,
-    make_policy: Callable[[int, int], Policy],
-    seeds: Sequence[int],
-    obs_dtype=np.float32,
-) -> tuple[EpisodeBatch, EpisodeStats]:
-    """``len(seeds)`` episodes in waves of ``len(vec)``; ``make_policy(wave, n)`` gives the
-    policy of each wave. Returns the padded EpisodeBatch (NumPy leaves [E, ...]) and the
-    per-episode stats, as the JAX rollout does."""
-    parts = []
-    for wave, start in enumerate(range(0, len(seeds), len(vec))):
-        wave_seeds = seeds[start : start + len(vec)]
-        parts.append(play_wave(vec, make_policy(wave, len(wave_seeds)), wave_seeds, obs_dtype))
-    fields = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
-    stats = EpisodeStats(
-        returns=np.concatenate([p[1] for p in parts]),
-        lengths=np.concatenate([p[2] for p in parts]),
-        info={k: np.concatenate([p[3][k] for p in parts]) for k in vec.info_keys},
-    )
-    return EpisodeBatch(**fields), stats
+
+
+def make_member_act(learner: Learner):
+    """Jitted ``act(agent_params [M], hidden [M, n, A, H], obs [M, n, A, O], last [M, n, A],
+    avail [M, n, A, U], keys [M], epsilon [M]) -> (hidden, actions [M, n, A], keys)``: the
+    shared agent step for every member and episode; each member's key is split once per
+    call and the unused half returned."""
+
+    def one_member(params, hidden, obs, last, avail, key, epsilon):
+        key, act_key = jax.random.split(key)
+        act_keys = jax.random.split(act_key, obs.shape[0])
+        step = jax.vmap(agent_step, in_axes=(None, None, 0, 0, 0, 0, 0, None))
+        hidden, actions, _ = step(learner, params, hidden, obs, last, avail, act_keys, epsilon)
+        return hidden, actions, key
+
+    return jax.jit(jax.vmap(one_member))
+
+
+def draw_seeds(keys, n: int):
+    """Per member, the env seeds of ``n`` episodes and the first act key: ([M, n], [M])."""
+
+    def one(key):
+        seed_key, act_key = jax.random.split(key)
+        return jax.random.randint(seed_key, (n,), 0, SEED_RANGE), act_key
+
+    return jax.vmap(one)(keys)
+
+
+class _WavePolicy:
+    """The members' agents in one wave: copy i plays pair ``pairs[i]`` (a flat index into
+    [M * n]); the act runs on all [M, n] slots, of which the wave reads its own."""
+
+    def __init__(self, act, params, keys, epsilon, shape, pairs, hidden_dim: int):
+        m, n, a = shape
+        self.act, self.params, self.keys, self.epsilon = act, params, keys, epsilon
+        self.shape, self.pairs = shape, np.asarray(pairs)
+        self.hidden = jnp.zeros((m, n, a, hidden_dim), jnp.float32)
+        self.last = np.full((m * n, a), -1, np.int32)
+
+    def _full(self, values: np.ndarray) -> np.ndarray:
+        m, n, _ = self.shape
+        out = np.zeros((m * n, *values.shape[1:]), values.dtype)
+        out[self.pairs] = values
+        return out.reshape(m, n, *values.shape[1:])
+
+    def __call__(self, obs: np.ndarray, avail: np.ndarray) -> np.ndarray:
+        m, n, a = self.shape
+        last = self.last.reshape(m, n, a)
+        self.hidden, actions, self.keys = self.act(
+            self.params, self.hidden, self._full(obs), last, self._full(avail), self.keys,
+            self.epsilon,
+        )
+        actions = np.asarray(actions).reshape(m * n, a)
+        self.last[self.pairs] = actions[self.pairs]
+        return actions[self.pairs]
+
+
+def play_members(vec, act, agent_params, keys, epsilon, n: int, hidden_dim: int, obs_dtype):
+    """``n`` episodes of every member (keys [M], epsilon [M]) on the copies of ``vec``.
+
+    Returns the padded EpisodeBatch (NumPy leaves [M, n, ...]) and EpisodeStats [M, n], as
+    the JAX rollout of each member would.
+    """
+    seeds, act_keys = jax.device_get(draw_seeds(keys, n))
+    m, a = seeds.shape[0], vec.spec.num_agents
+    total = m * n
+    flat_seeds = seeds.reshape(total).tolist()
+    fields = empty_episodes(vec.spec, total, obs_dtype)
+    returns, lengths = np.zeros(total, np.float32), np.zeros(total, np.int32)
+    info = {k: np.zeros(total, np.float32) for k in vec.info_keys}
+    keys_now = act_keys
+    for start in range(0, total, len(vec)):
+        pairs = np.arange(start, min(start + len(vec), total))
+        policy = _WavePolicy(act, agent_params, keys_now, epsilon, (m, n, a), pairs, hidden_dim)
+        out, ret, length, sums = play_wave(vec, policy, flat_seeds[start : pairs[-1] + 1], obs_dtype)
+        keys_now = policy.keys
+        for k in fields:
+            fields[k][pairs] = out[k]
+        returns[pairs], lengths[pairs] = ret, length
+        for k, total_k in info.items():
+            total_k[pairs] = sums[k]
+
+    def shaped(x):
+        return x.reshape(m, n, *x.shape[1:])
+
+    batch = EpisodeBatch(**{k: shaped(v) for k, v in fields.items()})
+    stats = EpisodeStats(shaped(returns), shaped(lengths), {k: shaped(v) for k, v in info.items()})
+    return batch, stats

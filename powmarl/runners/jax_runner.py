@@ -11,7 +11,6 @@ instead of becoming selects that run both sides.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import flax.struct
@@ -23,6 +22,14 @@ from powmarl.config import Config, HParams
 from powmarl.core.buffer import BufferState, buffer_init, buffer_insert, buffer_sample
 from powmarl.core.exploration import linear_epsilon
 from powmarl.learner import Learner, LearnerState, make_learner
+from powmarl.runners.period import (
+    bucketed_update,
+    episode_metrics,
+    iterations_per_chunk,
+    length_ladder,
+    reduce_period,
+    schedule,
+)
 from powmarl.runners.rollout import make_rollout
 from powmarl.types import Array, EpisodeBatch, PRNGKey
 
@@ -44,90 +51,24 @@ class Runner(NamedTuple):
     iters_per_chunk: int
 
 
-def iterations_per_chunk(cfg: Config, episode_limit: int) -> int:
-    """Iterations between evaluations: test_interval env steps at full episode length."""
-    return max(1, math.ceil(cfg.test_interval / (cfg.num_envs * episode_limit)))
-
-
-def length_ladder(episode_limit: int, buckets: int, spacing: str = "halving") -> tuple[int, ...]:
-    """Lengths of the truncated learner branches (each also drops the bootstrap tail).
-
-    ``halving``: T, T/2, T/4, ... (rounded up); ``even``: T/(n-1), 2T/(n-1), ..., T. With
-    several vmapped seeds the branch is the one of the seed with the longest episode
-    (``bucket_index``), so a finer ``even`` ladder wastes less on the other seeds.
-    """
-    if spacing == "even":
-        steps = buckets - 1
-        return tuple(sorted({math.ceil(episode_limit * j / steps) for j in range(1, steps + 1)}))
-    return tuple(sorted({math.ceil(episode_limit / 2**j) for j in range(buckets - 1)}))
-
-
-def truncate_batch(batch: EpisodeBatch, length: int) -> EpisodeBatch:
-    """The first ``length`` transitions and observation slots (no bootstrap tail)."""
-    return jax.tree.map(lambda x: x[:, :length], batch)
-
-
-def bucket_index(batch: EpisodeBatch, ladder: tuple[int, ...], seed_axis: str | None) -> Array:
-    """Branch to run: the shortest ladder length holding every episode, or the full batch
-    (index ``len(ladder)``) when some episode ran into the time limit and needs its tail.
-
-    Shared by all seeds (max over the seed axis), so the ``lax.switch`` stays a real branch
-    under vmap; truncation only removes padding, so the choice does not change the result.
-    """
-    episode_limit = batch.reward.shape[1]
-    longest = batch.filled.sum(axis=1).max()
-    last = episode_limit - 1
-    needs_tail = (batch.filled[:, last] & ~batch.terminated[:, last]).any()
-    index = jnp.searchsorted(jnp.asarray(ladder), longest)  # first K >= longest
-    index = jnp.where(needs_tail, len(ladder), index).astype(jnp.int32)
-    if seed_axis is not None:
-        index = jax.lax.pmax(index, seed_axis)
-    return index
-
-
-def schedule(it, cfg: Config):
-    """(can_learn, first_call, update_targets) of iteration ``it`` (a Python int or a traced
-    int32), as PyMARL's run loop has it. It depends on the iteration index alone, which all
-    seeds share, so the ``lax.cond`` it drives stays a real branch under vmap."""
-    seen_before, seen_after = it * cfg.num_envs, (it + 1) * cfg.num_envs
-    interval = cfg.target_update_interval
-    update_targets = (seen_before >= interval) & (
-        seen_before // interval > (seen_before - cfg.num_envs) // interval
-    )
-    return seen_after >= cfg.batch_size, seen_before < cfg.batch_size, update_targets
-
-
-def bucketed_update(learner: Learner, ladder, seed_axis: str | None, expand=lambda b: b):
-    """``update(learner_state, batch, hp, t_env, first_call, update_targets)``: the learner
-    on ``batch`` truncated to its bucket (a ``lax.switch`` over the ladder lengths, then the
-    full batch); ``expand`` restores compact replay records before the learner sees them."""
-
-    def update(learner_state, batch, hp, t_env, first_call, update_targets):
-        def on(b):
-            return learner.update(learner_state, expand(b), hp, t_env, first_call, update_targets)
-
-        branches = [lambda b, k=k: on(truncate_batch(b, k)) for k in ladder] + [on]
-        return jax.lax.switch(bucket_index(batch, ladder, seed_axis), branches, batch)
-
-    return update
-
-
 def _zeros(spec) -> Array:
     return jnp.zeros(spec.shape, spec.dtype)
 
 
-def _masked_mean(values: Array, weights: Array) -> Array:
-    return (values * weights).sum(axis=0) / jnp.maximum(weights.sum(axis=0), 1.0)
-
-
-def make_runner(cfg: Config, env, algo: Algorithm, seed_axis: str | None = "seed") -> Runner:
+def make_runner(cfg: Config | None, env, algo: Algorithm, seed_axis: str | None = "seed") -> Runner:
     """Build pure ``init``/``run_chunk`` for one seed; vmap ``run_chunk`` over seeds with
-    ``axis_name=seed_axis`` (or pass ``seed_axis=None`` to run it without vmap)."""
+    ``axis_name=seed_axis`` (or pass ``seed_axis=None`` to run it without vmap).
+    ``cfg=None``: the algorithm's and env's defaults (``powmarl.settings.resolve``; their
+    HParams: ``settings.default_hparams(algo, env)``)."""
+    if cfg is None:
+        from powmarl.settings import resolve
+
+        cfg = resolve(algo, env).cfg
     spec = env.spec
     last_action = env.obs_last_action if cfg.obs_last_action is None else cfg.obs_last_action
     agent_id = env.obs_agent_id if cfg.obs_agent_id is None else cfg.obs_agent_id
     learner = make_learner(cfg, spec, algo, last_action, agent_id)
-    rollout = make_rollout(env, learner, cfg.rnn_hidden_dim)
+    rollout = make_rollout(env, learner)
     iters = iterations_per_chunk(cfg, spec.episode_limit)
     num_envs = cfg.num_envs
     ladder = length_ladder(spec.episode_limit, cfg.length_buckets, cfg.length_spacing)
@@ -195,15 +136,10 @@ def make_runner(cfg: Config, env, algo: Algorithm, seed_axis: str | None = "seed
             t_env=t_env,
             episodes=state.episodes + num_envs,
         )
-        rollout_metrics = {
-            "train/return_mean": stats.returns.mean(),
-            "train/ep_length_mean": stats.lengths.mean().astype(jnp.float32),
-            **{f"train/{k}_mean": v.mean() for k, v in stats.info.items()},
-        }
         out = {
             "learned": can_learn.astype(jnp.float32),
             "epsilon": epsilon,
-            "rollout": rollout_metrics,
+            "rollout": episode_metrics("train", stats),
             "learn": learn_metrics,
         }
         return new_state, out
@@ -215,22 +151,10 @@ def make_runner(cfg: Config, env, algo: Algorithm, seed_axis: str | None = "seed
             return iteration(s, it, hp, env_params)
 
         state, per_iter = jax.lax.scan(body, state, it0 + jnp.arange(iters, dtype=jnp.int32))
-        learned = per_iter["learned"]
-        metrics = {k: v.mean() for k, v in per_iter["rollout"].items()}
-        metrics.update({k: _masked_mean(v, learned) for k, v in per_iter["learn"].items()})
-        metrics["train/epsilon"] = per_iter["epsilon"][-1]
-        metrics["train/learner_calls"] = learned.sum()
         key, eval_key = jax.random.split(state.key)
         state = state.replace(key=key)
         agent_params = state.learner.params["agent"]
         _, stats = rollout(agent_params, env_params, eval_key, 0.0, cfg.test_nepisode)
-        metrics["eval/return_mean"] = stats.returns.mean()
-        metrics["eval/return_std"] = stats.returns.std()
-        metrics["eval/ep_length_mean"] = stats.lengths.mean().astype(jnp.float32)
-        for k, v in stats.info.items():
-            metrics[f"eval/{k}_mean"] = v.mean()
-        metrics["t_env"] = state.t_env
-        metrics["episodes"] = state.episodes
-        return state, metrics
+        return state, reduce_period(per_iter, stats, state.t_env, state.episodes)
 
     return Runner(learner, init, run_chunk, rollout, iters)

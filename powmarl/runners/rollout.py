@@ -13,8 +13,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from powmarl.core.exploration import epsilon_greedy
 from powmarl.learner import Learner
+from powmarl.runners.acting import agent_step, initial_hidden, no_last_actions
 from powmarl.types import Array, EpisodeBatch, PRNGKey
 
 
@@ -41,7 +41,7 @@ def _zero_unless(alive, x):
     return jnp.where(alive, x, jnp.zeros_like(x))
 
 
-def make_rollout(env, learner: Learner, hidden_dim: int):
+def make_rollout(env, learner: Learner):
     """Return ``rollout(agent_params, env_params, key, epsilon, num_envs) -> (EpisodeBatch, stats)``."""
     spec = env.spec
     # an env may have the buffer keep a compact per-step record instead of obs, state and
@@ -59,9 +59,10 @@ def make_rollout(env, learner: Learner, hidden_dim: int):
     def env_step(carry: _Carry, agent_params, env_params, epsilon):
         key, act_key, step_key = jax.random.split(carry.key, 3)
         ts = carry.timestep
-        inputs = learner.agent_inputs(ts.obs, carry.last_actions)
-        hidden, q = learner.agent.apply(agent_params, carry.hidden, inputs)
-        actions = epsilon_greedy(act_key, q, ts.avail_actions, epsilon)
+        hidden, actions, _ = agent_step(
+            learner, agent_params, carry.hidden, ts.obs, carry.last_actions, ts.avail_actions,
+            act_key, epsilon,
+        )
         next_ts, env_state = env.step(step_key, carry.env_state, actions, env_params)
         alive = carry.alive
         record = {
@@ -91,8 +92,8 @@ def make_rollout(env, learner: Learner, hidden_dim: int):
         carry = _Carry(
             timestep=ts,
             env_state=env_state,
-            hidden=jnp.zeros((spec.num_agents, hidden_dim), jnp.float32),
-            last_actions=jnp.full((spec.num_agents,), -1, jnp.int32),
+            hidden=initial_hidden(learner, spec.num_agents),
+            last_actions=no_last_actions(spec.num_agents),
             alive=jnp.ones((), bool),
             key=run_key,
             ret=jnp.zeros((), jnp.float32),
