@@ -335,17 +335,8 @@ def _check(args, parser) -> None:
         parser.error("--train-seeds: distinct integers >= 0")
 
 
-def main(argv: list[str] | None = None) -> None:
-    sys.path.insert(1, str(ROOT))  # the checkout's powmarl, as in the children
-    import suite_report
-
-    args = parse_args(argv)
-    clock = Clock(args.budget, args.reserve)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="powmarl-gpu-suite-"))
-    log = Log(out / "suite.log")
-    meta = {
+def _meta(args, argv, work: Path) -> dict:
+    return {
         "argv": sys.argv[1:] if argv is None else argv,
         "tiny": args.tiny,
         "budget_s": args.budget,
@@ -356,6 +347,18 @@ def main(argv: list[str] | None = None) -> None:
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "work_dir": str(work),
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.path.insert(1, str(ROOT))  # the checkout's powmarl, as in the children
+    import suite_report
+
+    args = parse_args(argv)
+    clock = Clock(args.budget, args.reserve)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="powmarl-gpu-suite-"))
+    log, meta = Log(out / "suite.log"), _meta(args, argv, work)
     try:
         settings, skipped = settings_for(args)
         plan = Plan(settings, runs_for(args), skipped, args)
@@ -365,15 +368,12 @@ def main(argv: list[str] | None = None) -> None:
         measured = measure(plan, clock, child_env(cache, False), log)
         meta["measure_end_s"] = clock.elapsed()
         trained = train(plan, clock, child_env(cache, False), work, log)
-        meta["train_end_s"] = clock.elapsed()
-        meta["wall_s"] = clock.elapsed()
+        meta["wall_s"] = clock.elapsed()  # training ended; the outputs are written next
         suite_report.write_outputs(out, meta, compiled, measured, skipped, trained)
     finally:
         if not args.keep_work:
             shutil.rmtree(work, ignore_errors=True)
-    print(
-        f"gpu_suite: {clock.elapsed():.0f} s; wrote {out}/suite.json and report.md", file=sys.stderr
-    )
+    print(f"gpu_suite: {clock.elapsed():.0f} s; wrote {out}/suite.json, report.md", file=sys.stderr)
 
 
 if __name__ == "__main__":

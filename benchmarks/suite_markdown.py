@@ -17,7 +17,10 @@ def num(x) -> str:
 
 
 def gib(x) -> str:
-    return "-" if x is None else f"{x / 2**30:.2f} GiB"
+    """Bytes as GiB, or MiB below 1 GiB."""
+    if x is None:
+        return "-"
+    return f"{x / 2**30:.2f} GiB" if x >= 2**30 else f"{x / 2**20:.1f} MiB"
 
 
 def field(name: str, fmt=num):
@@ -93,7 +96,9 @@ def _heading(suite: dict) -> list[str]:
         f" {meta['started']}; {meta['wall_s']:.0f} s of a {meta['budget_s']:.0f} s budget{tiny}."
     )
     lines = ["# powmarl GPU suite", "", where]
-    if dev["backend"] != "gpu":
+    if dev["backend"] is None:
+        lines += ["", "**No measurement ran** (see the statuses below)."]
+    elif dev["backend"] != "gpu":
         lines += ["", f"**Not a GPU run**: every number below was measured on {dev['backend']}."]
     return lines
 

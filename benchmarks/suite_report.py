@@ -29,6 +29,11 @@ UNITS = {
     "buffer_mib_per_seed": "MiB of replay buffer per seed",
     "peak_rss_mib": "MiB, the measuring process's peak resident set",
     "wall_s / share_s / elapsed_s / timed_s": "seconds",
+    "cold_program_s": "seconds of the prewarm's one-chunk training run of the preset (cold "
+    "compile, init, one chunk)",
+    "t_env_per_seed": "env steps each seed had taken at its last evaluation",
+    "training env_steps_per_s_per_seed": "mean of the runs' time/env_steps_per_s over every "
+    "evaluation period but the first (which holds the compilation)",
     "pow_over_qmix_time_per_env_step": "POW-QMIX's seconds per env step / QMIX's (same "
     "setting); paper 1.15-1.20, target at most 1.2",
 }

@@ -235,7 +235,8 @@ def run_child(cmd: list[str], timeout: float | None = None, env: dict | None = N
         )
     except subprocess.TimeoutExpired as err:
         stderr = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else ""
-        return Child(_json_lines(err.stdout), "timeout", None, stderr or "", timeout or 0.0)
+        wall = time.perf_counter() - start  # the kill included
+        return Child(_json_lines(err.stdout), "timeout", None, stderr or "", wall)
     status = "ok" if out.returncode == 0 else "failed"
     wall = time.perf_counter() - start
     return Child(_json_lines(out.stdout), status, out.returncode, out.stderr, wall)

@@ -179,6 +179,7 @@ def test_the_budget_ends_every_phase_in_time(tmp_path):
     assert statuses <= {"timeout", "skipped", "failed"} and "failed" not in statuses
     assert all(t["status"] in ("timeout", "skipped") for t in suite["training"])
     assert "no training run logged an evaluation" in suite["notes"]
+    assert "No measurement ran" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "report.md").exists()
     assert not list(tmp_path.rglob("*.npz"))
 
