@@ -343,7 +343,7 @@ def test_presets_use_the_paper_settings():
     for name, interval in (("pow_qmix_smax_27m_vs_30m", 30_000), ("qmix_smacv2_zerg_5v5", 10_000)):
         preset = presets.get(name)
         env = envs.make(preset.env_id, **preset.env_kwargs)
-        cfg, hp = resolve_settings(env, preset.overrides, algos.make(preset.algo))
+        cfg, hp = resolve_settings(env, preset.settings, algos.make(preset.algo))
         assert cfg.t_max == 10_050_000 and cfg.test_interval == interval
         assert cfg.test_nepisode == 32 and cfg.buffer_size == 5000 and cfg.batch_size == 128
         assert float(hp.recognition_threshold) == pytest.approx(0.1)

@@ -14,7 +14,7 @@ from typing import Any
 import flax.linen as nn
 import flax.struct
 
-from powmarl.config import Config, HParams
+from powmarl.config import Config, Declared, HParams, settable_fields
 from powmarl.types import Array, EnvSpec, EpisodeBatch
 
 
@@ -59,6 +59,11 @@ class Extra:
     def bind(self, cfg: Config, spec: EnvSpec) -> Extra:
         """This extra configured for ``cfg`` and ``spec`` (the learner calls it first)."""
         return self
+
+    def config_defaults(self) -> dict[str, Any]:
+        """Config values this extra uses where the config leaves them None (e.g. Q*'s
+        width); the algorithm's layer of settings reports them (``powmarl.settings``)."""
+        return {}
 
     def init(self, key, cfg: Config, spec: EnvSpec, example: EpisodeBatch, input_dim: int) -> Any:
         return {}
@@ -105,8 +110,13 @@ class Algorithm:
     make_mixer: Callable[[Config, EnvSpec], nn.Module]
     weighting: WeightingRule
     extras: tuple[Extra, ...] = ()
-    #: Config/HParams values this algorithm's reference configuration sets.
+    #: Config/HParams values this algorithm's reference configuration sets (names of
+    #: fields or of ``hparams``).
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Hyperparameters of this algorithm's own, beside the Config/HParams fields: a traced
+    #: one is read as ``hp.extra[name]`` (or ``hp.name``) by rules and extras, a static one
+    #: as ``cfg.extra[name]``; ``--set``, ``hparam_grid`` and config.json take them by name.
+    hparams: tuple[Declared, ...] = ()
     #: Multiplies the (1/2-scaled) Q_tot loss; WQMIX's learner has no 1/2 there (scale 2).
     q_tot_loss_scale: float = 1.0
     #: "adam" (PyMARL2) or "rmsprop" (PyMARL's default, which the ResQ learner falls back to).
@@ -121,6 +131,26 @@ class Algorithm:
             raise ValueError(f"{self.name}: extras must have distinct names, got {names}")
         if sum(e.supplies_bootstrap for e in self.extras) > 1:
             raise ValueError(f"{self.name}: at most one extra may supply the bootstrap")
+        sizes = [e.config_defaults() for e in self.extras]
+        for name in {k for s in sizes for k in s}:
+            if len({s[name] for s in sizes if name in s}) > 1:
+                raise ValueError(f"{self.name}: its extras disagree on the default of {name}")
+        fields = {*settable_fields(Config), *settable_fields(HParams)}
+        declared = [d.name for d in self.hparams]
+        clash = sorted(fields.intersection(declared)) or sorted(
+            {n for n in declared if declared.count(n) > 1}
+        )
+        if clash:
+            raise ValueError(
+                f"{self.name}: declared hyperparameter {clash[0]!r} is already a setting "
+                "(a Config/HParams field or another declaration); pick another name"
+            )
+        unknown = sorted(set(self.defaults) - fields - set(declared))
+        if unknown:
+            raise ValueError(
+                f"{self.name}: defaults name {unknown[0]!r}, which is neither a Config/HParams "
+                "field nor one of the algorithm's declared hyperparameters"
+            )
 
     @property
     def bootstrap_extra(self) -> Extra | None:

@@ -19,6 +19,12 @@ from powmarl.networks.recogniser import Recogniser
 from powmarl.types import EnvSpec
 
 
+def central_width(cfg: Config, default: int) -> int:
+    """``cfg.central_mixing_embed_dim``, or the algorithm's ``default`` where it is None."""
+    width = cfg.central_mixing_embed_dim
+    return default if width is None else width
+
+
 def taken(ctx: LossContext):
     """(number of steps T, taken actions [B, T, A], their one-hot [B, T, A, U])."""
     actions = ctx.batch.actions.astype(jnp.int32)
@@ -37,11 +43,16 @@ class CentralQ(Extra):
     supplies_bootstrap: bool = True
     #: 1 gives the 1/2-scaled MSE of WQMIX and POW; ResQ's learner has no 1/2 (2).
     loss_scale: float = 1.0
+    #: The algorithm's mixer width, used where ``Config.central_mixing_embed_dim`` is None.
+    width: int = 256
     cfg: Config | None = None
     spec: EnvSpec | None = None
 
     def bind(self, cfg: Config, spec: EnvSpec) -> CentralQ:
         return dataclasses.replace(self, cfg=cfg, spec=spec)
+
+    def config_defaults(self) -> dict[str, Any]:
+        return {"central_mixing_embed_dim": self.width}
 
     @property
     def agent(self) -> RNNAgent:
@@ -49,7 +60,7 @@ class CentralQ(Extra):
 
     @property
     def mixer(self) -> CentralMixer:
-        return CentralMixer(self.cfg.central_mixing_embed_dim)
+        return CentralMixer(central_width(self.cfg, self.width))
 
     def init(self, key, cfg, spec, example, input_dim):
         agent_key, mixer_key = jax.random.split(key)
@@ -176,17 +187,25 @@ class Residual(Extra):
     Trained jointly through the Q_tot loss (``residual``); the greedy policy is Q_tot's."""
 
     name: str = "residual"
+    #: Mixer width where ``Config.central_mixing_embed_dim`` is None (ResQ's 128).
+    width: int = 128
     cfg: Config | None = None
     spec: EnvSpec | None = None
 
     def bind(self, cfg: Config, spec: EnvSpec) -> Residual:
         return dataclasses.replace(self, cfg=cfg, spec=spec)
 
+    def config_defaults(self) -> dict[str, Any]:
+        return {"central_mixing_embed_dim": self.width}
+
+    def _net(self, cfg: Config, spec: EnvSpec) -> CentralQ:
+        return CentralQ(width=self.width).bind(cfg, spec)
+
     def init(self, key, cfg, spec, example, input_dim):
-        return CentralQ().bind(cfg, spec).init(key, cfg, spec, example, input_dim)
+        return self._net(cfg, spec).init(key, cfg, spec, example, input_dim)
 
     def residual(self, params, ctx: LossContext, hp: HParams):
         _, actions, _ = taken(ctx)
-        value = CentralQ().bind(self.cfg, self.spec).value(params, ctx, actions)
+        value = self._net(self.cfg, self.spec).value(params, ctx, actions)
         is_greedy = jnp.all(actions == ctx.greedy_actions[:, : actions.shape[1]], axis=-1)
         return jnp.where(is_greedy, 0.0, 1.0) * -jnp.abs(value)

@@ -11,7 +11,14 @@ from powmarl.algos.base import Algorithm
 from powmarl.algos.extras import CentralQ, RecogniserQ
 from powmarl.networks.mixers import QMixer, VDNMixer
 
-DEFAULTS = {"central_mixing_embed_dim": 64, "alpha": 0.0}
+CENTRAL_WIDTH = 64
+#: alpha = 0 outside A_r; Q*'s width comes with the extra (``CentralQ.config_defaults``).
+DEFAULTS = {"alpha": 0.0}
+
+
+def pow_extras() -> tuple[CentralQ, RecogniserQ]:
+    """POW's extras: the unrestricted Q* (width 64 unless the config says) and Q_r."""
+    return CentralQ(width=CENTRAL_WIDTH), RecogniserQ()
 
 
 def _make(name: str, description: str, make_mixer, **defaults) -> Algorithm:
@@ -20,7 +27,7 @@ def _make(name: str, description: str, make_mixer, **defaults) -> Algorithm:
         description=description,
         make_mixer=make_mixer,
         weighting=weighting.potentially_optimal,
-        extras=(CentralQ(), RecogniserQ()),
+        extras=pow_extras(),
         defaults={**DEFAULTS, **defaults},
     )
 

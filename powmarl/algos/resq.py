@@ -10,6 +10,8 @@ from powmarl.algos.base import Algorithm
 from powmarl.algos.extras import CentralQ, Residual
 from powmarl.networks.mixers import QMixer
 
+CENTRAL_WIDTH = 128
+
 
 def make() -> Algorithm:
     return Algorithm(
@@ -17,8 +19,7 @@ def make() -> Algorithm:
         description="ResQ: Q_tot plus a non-positive residual off the greedy joint action",
         make_mixer=lambda cfg, spec: QMixer(cfg.mixing_embed_dim, cfg.hypernet_embed),
         weighting=weighting.uniform,
-        extras=(CentralQ(loss_scale=2.0), Residual()),
-        defaults={"central_mixing_embed_dim": 128},
+        extras=(CentralQ(loss_scale=2.0, width=CENTRAL_WIDTH), Residual(width=CENTRAL_WIDTH)),
         q_tot_loss_scale=2.0,
         optimiser="rmsprop",
     )

@@ -10,7 +10,8 @@ from powmarl.algos.base import Algorithm
 from powmarl.algos.extras import CentralQ
 from powmarl.networks.mixers import QMixer
 
-DEFAULTS = {"central_mixing_embed_dim": 256, "alpha": 0.1}
+CENTRAL_WIDTH = 256
+DEFAULTS = {"alpha": 0.1}
 
 
 def _qmixer(cfg, spec):
@@ -23,7 +24,7 @@ def _make(name: str, description: str, rule, reads_bootstrap: bool) -> Algorithm
         description=description,
         make_mixer=_qmixer,
         weighting=rule,
-        extras=(CentralQ(),),
+        extras=(CentralQ(width=CENTRAL_WIDTH),),
         defaults=dict(DEFAULTS),
         q_tot_loss_scale=2.0,
         weighting_reads_bootstrap=reads_bootstrap,

@@ -7,6 +7,8 @@ and the episode terminates. Observation = state = one-hot of the step counter
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,6 +42,18 @@ class MatrixGame:
 
     obs_last_action = False  # the reference matrix-game yaml turns it off
     obs_agent_id = True
+    #: Run settings of the reference matrix-game runs (notes sec. 4.4): uniform exploration
+    #: (epsilon fixed at 1), 50k steps, 8 test episodes every 1000, no POW warm-up.
+    run_defaults = MappingProxyType(
+        {
+            "t_max": 50_000,
+            "epsilon_start": 1.0,
+            "epsilon_finish": 1.0,
+            "test_interval": 1000,
+            "test_nepisode": 8,
+            "no_weighted_steps": 0,
+        }
+    )
 
     def __init__(self, payoff=POW_PAYOFF):
         self.payoff = validate_payoff(payoff)

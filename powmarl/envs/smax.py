@@ -153,6 +153,11 @@ class SmaxEnv:
     obs_last_action = True  # PyMARL's agent input for SMAC (notes sec. 4.1)
     obs_agent_id = True
 
+    @property
+    def run_defaults(self) -> dict:
+        """The paper's run settings of SMACv2 (a race map) or SMAC (notes sec. 4.4)."""
+        return dict(smax_maps.SMACV2_RUN if self.random_units else smax_maps.SMAC_RUN)
+
     def __init__(
         self, map_name: str = "3s_vs_5z", episode_limit: int | None = None, obs_dtype="float16"
     ):

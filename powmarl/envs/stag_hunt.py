@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from types import MappingProxyType
 
 import flax.struct
 import jax
@@ -123,6 +124,18 @@ class StagHunt:
 
     obs_last_action = True
     obs_agent_id = False  # the reference predator-prey configs use no agent id
+    #: Run settings of the reference predator-prey runs (notes sec. 4.4): epsilon 1 -> 0.05
+    #: over 500k (library defaults), 5.05M steps, 16 test episodes every 10k, C = 1 (README
+    #: of the reference code); the buffer is ~0.9 GiB per seed: a checkpoint every 200k.
+    run_defaults = MappingProxyType(
+        {
+            "t_max": 5_050_000,
+            "test_interval": 10_000,
+            "test_nepisode": 16,
+            "recognition_threshold": 1.0,
+            "checkpoint_interval": 200_000,
+        }
+    )
 
     def __init__(
         self,

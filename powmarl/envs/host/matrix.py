@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from powmarl.envs.matrix import POW_PAYOFF, validate_payoff
+from powmarl.envs.matrix import POW_PAYOFF, MatrixGame, validate_payoff
 from powmarl.types import EnvSpec
 
 
@@ -20,6 +20,7 @@ class HostMatrixGame:
     obs_last_action = False  # as the JAX matrix game (the reference yaml turns it off)
     obs_agent_id = True
     info_keys: tuple[str, ...] = ()
+    run_defaults = MatrixGame.run_defaults  # those of the JAX matrix game (notes sec. 4.4)
 
     def __init__(self, payoff=POW_PAYOFF):
         self.payoff = validate_payoff(payoff)

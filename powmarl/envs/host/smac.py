@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from powmarl.envs import smax_maps
 from powmarl.types import EnvSpec
 
 INSTALL_STEPS = (
@@ -152,6 +153,7 @@ class StarCraftEnv:
     obs_last_action = True  # PyMARL's agent input for SMAC (notes sec. 4.1)
     obs_agent_id = True
     info_keys = INFO_KEYS
+    run_defaults = smax_maps.SMAC_RUN  # the paper's SMAC settings; make_smacv2 sets SMACv2's
     max_copies = 1  # one StarCraft II process: an iteration's episodes run one by one
 
     def __init__(self, sc2_env, obs_dtype: str = "float32"):
@@ -232,4 +234,6 @@ def make_smacv2(race: str, obs_dtype: str = "float32", **sc2_kwargs):
     """Real SMACv2 ``10gen_{race}``, 5 vs 5, with the paper's settings."""
     smacv2_kwargs(race)  # validates the race before importing
     wrapper = _import_smacv2()
-    return StarCraftEnv(wrapper(**smacv2_kwargs(race, **sc2_kwargs)), obs_dtype=obs_dtype)
+    env = StarCraftEnv(wrapper(**smacv2_kwargs(race, **sc2_kwargs)), obs_dtype=obs_dtype)
+    env.run_defaults = smax_maps.SMACV2_RUN
+    return env
