@@ -162,7 +162,7 @@ def _inject(monkeypatch, package: str, name: str):
 def test_sc2_smac_passes_the_papers_settings(monkeypatch):
     made = _inject(monkeypatch, "smac", "StarCraft2Env")
     env = powmarl.envs.make("sc2_smac", map_name="corridor", seed=7)
-    assert env.env_id == "sc2_smac" and env.max_copies == 1
+    assert powmarl.envs.identity(env)[0] == "sc2_smac" and env.max_copies == 1
     kwargs = made[0]
     assert kwargs["map_name"] == "corridor" and kwargs["seed"] == 7
     assert kwargs["difficulty"] == "7" and kwargs["step_mul"] == 8

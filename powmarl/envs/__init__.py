@@ -1,7 +1,12 @@
-"""JAX environments: ``make(env_id, **kwargs)``, ``check(env)``, ``registered()``."""
+"""Environments: ``make(env_id, **kwargs)``, ``check(env)``, ``checked(env)``, ``registered()``.
+
+The JAX and host protocols and their optional hooks: :mod:`powmarl.envs.base`,
+:mod:`powmarl.envs.host.base`, read through :mod:`powmarl.envs.contract`.
+"""
 
 from powmarl.envs.base import MultiAgentEnv
 from powmarl.envs.conformance import ConformanceError, check
+from powmarl.envs.contract import checked, env_kind, identity
 from powmarl.envs.matrix import POW_PAYOFF, WQMIX_PAYOFF, MatrixGame
 from powmarl.envs.registry import env_kwargs, make, register, registered
 
@@ -122,7 +127,10 @@ __all__ = [
     "MatrixGame",
     "MultiAgentEnv",
     "check",
+    "checked",
+    "env_kind",
     "env_kwargs",
+    "identity",
     "make",
     "register",
     "registered",

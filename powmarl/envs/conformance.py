@@ -1,9 +1,11 @@
 """``check(env)``: does an environment honour the powmarl contract?
 
-Run it on your own environment before training on it. It checks, jitted and
-un-jitted: shapes and dtypes against ``env.spec``, at least one available action
-per agent, determinism for a fixed key, that ``vmap`` works, fixed info keys,
-and terminated vs truncated (truncation only at ``episode_limit``, never both).
+Run it on your own environment before training on it. It first runs the static
+checks of :func:`powmarl.envs.contract.checked` (members and hooks; all a host env
+gets here), then steps a JAX env, jitted and un-jitted: shapes and dtypes against
+``env.spec`` (and ``obs_dtype`` when declared), at least one available action per
+agent, determinism for a fixed key, that ``vmap`` works, fixed info keys, and
+terminated vs truncated (truncation only at ``episode_limit``, never both).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from powmarl.envs import contract
 from powmarl.types import TimeStep
 
 
@@ -85,6 +88,12 @@ def _play(env, params, key, reset, step, errors, label, max_steps):
 
 def check(env, params=None, seed: int = 0, episodes: int = 2) -> None:
     """Raise :class:`ConformanceError` listing every violation of the contract, else return."""
+    try:
+        contract.checked(env)
+    except ValueError as err:
+        raise ConformanceError(str(err)) from None
+    if contract.env_kind(env) == "host":
+        return  # host envs are stepped by the host runner, which checks every view
     errors: list[str] = []
     spec = env.spec
     params = env.default_params() if params is None else params
@@ -136,6 +145,7 @@ def check(env, params=None, seed: int = 0, episodes: int = 2) -> None:
     ):
         errors.append("determinism: the same key gave different episodes")
     _check_vmap(env, params, errors)
+    _check_obs_dtype(env, params, errors)
     if errors:
         raise ConformanceError(
             f"{type(env).__name__} fails {len(errors)} check(s):\n" + "\n".join(errors)
@@ -154,3 +164,14 @@ def _check_vmap(env, params, errors: list[str]) -> None:
             errors.append(f"vmap: batched obs has shape {ts.obs.shape}")
     except Exception as err:  # noqa: BLE001 - report any failure as a conformance error
         errors.append(f"vmap: reset/step fail under jax.vmap: {type(err).__name__}: {err}")
+
+
+def _check_obs_dtype(env, params, errors: list[str]) -> None:
+    """A declared ``obs_dtype`` is the dtype reset emits obs and state in."""
+    declared = contract.obs_dtype(env, default=None)
+    if declared is None:
+        return
+    ts, _ = jax.eval_shape(env.reset, jax.random.key(0), params)
+    for name in ("obs", "state"):
+        if getattr(ts, name).dtype != declared:
+            errors.append(f"obs_dtype: {name} is {getattr(ts, name).dtype}, declared {declared}")

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from powmarl.envs.base import JaxEnvDefaults
+from powmarl.envs.drawing import draw_payoff_table
 from powmarl.types import EnvSpec, TimeStep
 
 #: The POW paper's game: optimum (A,A)=8, near-optimal trap (C,C)=7.9.
@@ -37,7 +39,7 @@ def validate_payoff(payoff) -> np.ndarray:
     return table
 
 
-class MatrixGame:
+class MatrixGame(JaxEnvDefaults):
     """A one-step game with a payoff tensor of shape U^n; the payoff is the env param."""
 
     obs_last_action = False  # the reference matrix-game yaml turns it off
@@ -62,6 +64,11 @@ class MatrixGame:
 
     def default_params(self) -> jax.Array:
         return jnp.asarray(self.payoff)
+
+    def render_frame(self, frame, env_params):
+        """The payoff table ``env_params`` with the frame's joint action highlighted (two
+        agents); None for the final frame, after the one step."""
+        return draw_payoff_table(env_params, frame)
 
     def _timestep(self, t, reward, terminated) -> TimeStep:
         n, u = self.spec.num_agents, self.spec.num_actions

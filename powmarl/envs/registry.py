@@ -1,14 +1,19 @@
-"""``make(env_id, **kwargs)``: the registry of environments."""
+"""``make(env_id, **kwargs)``: the registry of environments, and who was made how."""
 
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 from powmarl.envs.base import MultiAgentEnv
 
 _REGISTRY: dict[str, Callable[..., MultiAgentEnv]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
+#: id(env) -> (a reference to env, env_id, kwargs) of every live env ``make`` returned;
+#: an entry leaves when its env is collected (weakref.finalize).
+_MADE: dict[int, tuple[Callable[[], Any], str, dict[str, Any]]] = {}
 
 
 def register(env_id: str, factory: Callable[..., MultiAgentEnv], description: str = "") -> None:
@@ -40,8 +45,33 @@ def _lookup(env_id: str) -> Callable[..., MultiAgentEnv]:
     return _REGISTRY[env_id]
 
 
+def _remember(env: Any, env_id: str, kwargs: dict[str, Any]) -> None:
+    """Keep (env_id, kwargs) for ``env`` here, not on the env object."""
+    key = id(env)
+    try:
+        ref: Callable[[], Any] = weakref.ref(env)
+        weakref.finalize(env, _MADE.pop, key, None)
+    except TypeError:  # no weakref slot: hold the env, so its id cannot be reused
+
+        def ref(env=env):
+            return env
+
+    _MADE[key] = (ref, env_id, dict(kwargs))
+
+
+def identity(env: Any) -> tuple[str, dict[str, Any]] | None:
+    """(env_id, kwargs) that ``make`` built ``env`` from, else None (a fresh kwargs dict)."""
+    entry = _MADE.get(id(env))
+    if entry is None or entry[0]() is not env:
+        return None
+    return entry[1], dict(entry[2])
+
+
 def make(env_id: str, **kwargs) -> MultiAgentEnv:
-    """Create the environment ``env_id`` with its keyword arguments."""
+    """Create the environment ``env_id`` with its keyword arguments, checked against its
+    protocol (:func:`powmarl.envs.contract.checked`)."""
+    from powmarl.envs.contract import checked  # contract reads identities from here
+
     factory = _lookup(env_id)
     allowed = env_kwargs(env_id)
     unknown = sorted(set(kwargs) - set(allowed))
@@ -50,6 +80,5 @@ def make(env_id: str, **kwargs) -> MultiAgentEnv:
             f"env {env_id}: unknown argument {unknown[0]!r}; allowed: {', '.join(allowed) or 'none'}"
         )
     env = factory(**kwargs)
-    env.env_id = env_id
-    env.env_kwargs = dict(kwargs)
-    return env
+    _remember(env, env_id, kwargs)
+    return checked(env)

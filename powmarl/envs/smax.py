@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from powmarl.envs import smax_maps
+from powmarl.envs.base import JaxEnvDefaults
 from powmarl.types import Array, EnvSpec, TimeStep
 
 MISSING_JAXMARL = "smax: needs jaxmarl; install with pip install 'powmarl[smax]'"
@@ -142,7 +143,7 @@ def _type_bit_columns(num_units: int, type_ids: tuple[int, ...], num_types: int)
     return np.asarray(cols, np.int32)
 
 
-class SmaxEnv:
+class SmaxEnv(JaxEnvDefaults):
     """A SMAC-like battle on SMAX: ``map_name`` from ``smax_maps.ALL_MAPS``.
 
     ``episode_limit`` overrides the map's limit (SMAC's / SMACv2's by default);

@@ -56,6 +56,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from powmarl.envs.base import JaxEnvDefaults
+from powmarl.envs.drawing import draw_grid_hunt
 from powmarl.types import Array, EnvSpec, TimeStep
 
 RIGHT, DOWN, LEFT, UP, STAY, CATCH = range(6)
@@ -115,7 +117,7 @@ def _random_order(key, n: int) -> Array:
     return jnp.sum(jnp.where(rank[None, :] == ids[:, None], ids[None, :], 0), axis=1)
 
 
-class StagHunt:
+class StagHunt(JaxEnvDefaults):
     """Predator-prey with a two-agent catch action and mis-capture punishment ``p``.
 
     ``punishment`` is meant to be <= 0 (the reference configs use 0 and -2), but any
@@ -177,6 +179,11 @@ class StagHunt:
             punishment=jnp.asarray(self.punishment, jnp.float32),
             reward_stag=jnp.asarray(10.0, jnp.float32),
         )
+
+    def render_frame(self, frame, env_params):
+        """The grid of the frame's state: stags, agents (pale when frozen), return so far."""
+        del env_params
+        return draw_grid_hunt(self.grid_size, frame)
 
     # ------------------------------------------------------------------ reset / step
 

@@ -9,7 +9,9 @@ axis, the team reward is one float, ``terminated`` (natural end, no bootstrap) a
 gives ``eval/battle_won_mean``, the test win rate).
 
 Host envs are trained by :mod:`powmarl.runners.host_runner` with the same jitted agent,
-buffer and learner as JAX envs; only the rollout runs in Python.
+buffer and learner as JAX envs; only the rollout runs in Python. Their optional hooks are
+:data:`HOST_HOOKS` (absent or None = the default), read only through
+:mod:`powmarl.envs.contract`; :class:`HostEnvDefaults` spells the defaults out.
 """
 
 from __future__ import annotations
@@ -18,12 +20,44 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from powmarl.envs.base import COMMON_HOOKS, EnvDefaults, Hook
 from powmarl.types import EnvSpec
+
+#: Every optional hook of a host env.
+HOST_HOOKS: tuple[Hook, ...] = (
+    Hook(
+        "max_copies",
+        "unlimited",
+        "contract.max_copies: vector.make_copies and the host runner cap the env copies "
+        "(StarCraft II: 1, one game process); episodes beyond it run in waves",
+    ),
+    Hook(
+        "clone",
+        "made again from the registry (envs.make with the same arguments), else by pickling "
+        "the env; with neither the runner keeps one copy",
+        "contract.copy_factory: vector.make_copies and worker processes build copies",
+    ),
+    *COMMON_HOOKS,
+)
+
+#: The members every host env has (those of :class:`HostEnv`); attributes, then methods.
+HOST_ATTRIBUTES = ("spec", "obs_last_action", "obs_agent_id", "info_keys")
+HOST_METHODS = ("reset", "step", "get_obs", "get_state", "get_avail_actions", "close")
 
 
 @runtime_checkable
 class HostEnv(Protocol):
-    """A cooperative multi-agent Python environment with a team reward."""
+    """A cooperative multi-agent Python environment with a team reward.
+
+    Optional hooks (:data:`HOST_HOOKS`; absent or None = the default):
+
+    - ``max_copies``: a positive int, the most copies that may exist at once (unlimited).
+    - ``clone() -> env``: a fresh equal copy (default: the registry makes one again, else
+      the env is pickled; picklable copies let the runner use worker processes).
+    - ``obs_dtype``: a NumPy float dtype the replay buffer stores obs/state in (float32).
+    - ``run_defaults``: a mapping of Config/HParams field -> value (default {}).
+    - ``render_frame(frame, env_params)``: as for JAX envs (default: not renderable).
+    """
 
     spec: EnvSpec
     #: Agent-input flags the reference code uses for this environment.
@@ -53,8 +87,19 @@ class HostEnv(Protocol):
 
 
 def is_host_env(env: Any) -> bool:
-    """True for a host (Python) env, False for a JAX env (which has ``default_params``)."""
-    return isinstance(env, HostEnv) and not hasattr(env, "default_params")
+    """True for a host (Python) env, False for a JAX env; ValueError naming what is missing
+    for anything else (:func:`powmarl.envs.contract.env_kind` decides)."""
+    from powmarl.envs.contract import env_kind
+
+    return env_kind(env) == "host"
+
+
+class HostEnvDefaults(EnvDefaults):
+    """The defaults of every hook of :data:`HOST_HOOKS`; override the ones an env has."""
+
+    max_copies: int | None = None  # unlimited
+    #: None: copies come from the registry or by pickling. Override with a method.
+    clone: Any = None
 
 
 def check_step_views(env: HostEnv, obs, state, avail) -> None:

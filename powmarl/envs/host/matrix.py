@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from powmarl.envs.host.base import HostEnvDefaults
 from powmarl.envs.matrix import POW_PAYOFF, MatrixGame, validate_payoff
 from powmarl.types import EnvSpec
 
 
-class HostMatrixGame:
+class HostMatrixGame(HostEnvDefaults):
     """A one-step game with a payoff tensor of shape U^n, stepped in Python."""
 
     obs_last_action = False  # as the JAX matrix game (the reference yaml turns it off)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from powmarl.envs import smax_maps
+from powmarl.envs.host.base import HostEnvDefaults
 from powmarl.types import EnvSpec
 
 INSTALL_STEPS = (
@@ -143,7 +144,7 @@ def _import_smacv2():
     return StarCraftCapabilityEnvWrapper
 
 
-class StarCraftEnv:
+class StarCraftEnv(HostEnvDefaults):
     """A host env over a SMAC-style ``StarCraft2Env`` object (``sc2_env``).
 
     Usually built by :func:`make_smac` / :func:`make_smacv2`; tests pass a fake object

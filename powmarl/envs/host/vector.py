@@ -10,29 +10,24 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from powmarl.envs.contract import copy_factory, max_copies
 from powmarl.envs.host.base import HostEnv, check_step_views
 
 
 def make_copies(env: HostEnv, num: int) -> list[HostEnv]:
     """``env`` and up to ``num - 1`` more copies of it.
 
-    Copies come from the registry (an env made by ``powmarl.envs.make`` is made again with
-    the same arguments) or from the env's own ``clone()``; an env with neither, or with
-    ``max_copies`` (e.g. 1 for StarCraft II: one game process), gets fewer copies and the
-    runner plays its episodes in several waves.
+    Copies come from :func:`powmarl.envs.contract.copy_factory` (the registry again with the
+    same arguments, the env's ``clone()``, or a pickle of the env); an env with none of them,
+    or with ``max_copies`` (e.g. 1 for StarCraft II: one game process), gets fewer copies and
+    the runner plays its episodes in several waves.
     """
-    num = max(1, min(num, int(getattr(env, "max_copies", num) or num)))
-    env_id = getattr(env, "env_id", None)
-    if env_id is not None:
-        from powmarl.envs.registry import make
-
-        def clone():
-            return make(env_id, **getattr(env, "env_kwargs", {}))
-    elif hasattr(env, "clone"):
-        clone = env.clone
-    else:
+    limit = max_copies(env)
+    num = max(1, num if limit is None else min(num, limit))
+    factory = copy_factory(env) if num > 1 else None
+    if factory is None:
         return [env]
-    return [env] + [clone() for _ in range(num - 1)]
+    return [env] + [factory() for _ in range(num - 1)]
 
 
 class HostVectorEnv:
