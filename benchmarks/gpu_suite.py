@@ -42,43 +42,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 JOBS = HERE / "suite_jobs.py"
 
-#: The tiny instance (CPU tests): the golden runs' small predator-prey at p = -4; its
-#: training ends at t_max (3 evaluations) unless the budget ends it first.
-TINY_ENV = {
-    "grid_size": 5,
-    "num_agents": 3,
-    "num_stags": 1,
-    "punishment": -4.0,
-    "episode_limit": 20,
-}
-TINY_OVERRIDES = {
-    "test_interval": 1000,
-    "batch_size": 16,
-    "buffer_size": 64,
-    "num_envs": 4,
-    "test_nepisode": 4,
-    "length_buckets": 1,
-    "t_max": 3000,
-}
-#: SMAX as in docs/benchmarks.md: one rollout iteration and 8 test episodes per chunk.
-SMAX_ENV = {"map_name": "3s_vs_5z"}
-SMAX_OVERRIDES = {"test_interval": 2000, "test_nepisode": 8}
+from suite_jobs import SMAX_ENV, SMAX_OVERRIDES, TINY_ENV, TINY_OVERRIDES
+
 TRAIN_PRESETS = ("pow_qmix_stag_hunt_p4", "qmix_stag_hunt_p4")
-#: The final checkpoint is not wanted (gigabytes, never copied out): write no other.
-NO_CHECKPOINTS = {"checkpoint_interval": 10**12, "keep_checkpoints": 1}
-
-
-class _Spec:
-    """A child job's JSON: every field but the first (a name, not a setting)."""
-
-    def job(self, kind: str, **extra) -> dict:
-        fields = dataclasses.asdict(self)
-        fields.pop(dataclasses.fields(self)[0].name)
-        return {"kind": kind, **fields, **extra}
 
 
 @dataclasses.dataclass
-class Setting(_Spec):
+class Setting:
     """One measured configuration: ``algo`` on ``env`` with ``seeds`` vmapped seeds."""
 
     label: str  # the task, e.g. "stag_hunt p=-4"
@@ -92,21 +62,26 @@ class Setting(_Spec):
     def key(self) -> str:
         return f"{self.label} | {self.algo} | {self.seeds}"
 
+    def job(self, kind: str, **extra) -> dict:
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "label"}
+        return {"kind": kind, **fields, **extra}
+
 
 @dataclasses.dataclass
-class TrainRun(_Spec):
-    """One training run of a preset (settings as the preset, but no checkpoints)."""
+class TrainRun:
+    """One training run of a preset; the child resolves its settings
+    (``suite_jobs.preset_job``), so this process never imports powmarl before the end."""
 
     preset: str
-    algo: str
-    env: str
-    env_args: dict
     seeds: list[int]
-    overrides: dict
+    tiny: bool
 
     @property
     def key(self) -> str:
         return f"train | {self.preset}"
+
+    def job(self, kind: str, **extra) -> dict:
+        return {"kind": kind, **dataclasses.asdict(self), **extra}
 
 
 @dataclasses.dataclass
@@ -163,19 +138,7 @@ def settings_for(args) -> tuple[list[Setting], list[dict]]:
 
 
 def runs_for(args) -> list[TrainRun]:
-    from powmarl import presets
-
-    runs = []
-    for name in TRAIN_PRESETS:
-        preset = presets.get(name)
-        # a preset's settings: ``.settings`` (YAML presets) or ``.overrides`` (before them)
-        settings = getattr(preset, "settings", None) or getattr(preset, "overrides", {})
-        env_args = TINY_ENV if args.tiny else preset.env_kwargs
-        overrides = {**settings, **NO_CHECKPOINTS, **(TINY_OVERRIDES if args.tiny else {})}
-        runs.append(
-            TrainRun(name, preset.algo, preset.env_id, env_args, args.train_seeds, overrides)
-        )
-    return runs
+    return [TrainRun(name, args.train_seeds, args.tiny) for name in TRAIN_PRESETS]
 
 
 def child_env(cache_dir: Path, share_device: bool) -> dict:
@@ -195,19 +158,21 @@ def run_job(job: dict, timeout: float, env: dict, log, min_s: float = 1.0) -> di
     """One child, killed after ``timeout`` s (skipped if that is under ``min_s``); returns
     {status, rows, wall_s, note} (the stderr tail goes to ``log``)."""
     if timeout < min_s:
-        log(f"== {job['kind']} {job['algo']} {job['env']} seeds={job['seeds']}: skipped")
+        log(f"== {_name(job)}: skipped")
         return {"status": "skipped", "rows": [], "wall_s": 0.0, "note": "out of time"}
     cmd = [sys.executable, str(JOBS), json.dumps(job)]
     child = throughput.run_child(cmd, timeout=timeout, env=env)
-    log(
-        f"== {job['kind']} {job['algo']} {job['env']} seeds={job['seeds']}: {child.status} "
-        f"in {child.wall_s:.1f} s\n{child.stderr[-4000:]}"
-    )
+    log(f"== {_name(job)}: {child.status} in {child.wall_s:.1f} s\n{child.stderr[-4000:]}")
     note = {
         "timeout": f"killed at its limit of {timeout:.0f} s",
         "failed": _last_line(child.stderr),
     }.get(child.status, "")
     return {"status": child.status, "rows": child.rows, "wall_s": child.wall_s, "note": note}
+
+
+def _name(job: dict) -> str:
+    what = job.get("preset") or f"{job['algo']} {job['env']}"
+    return f"{job['kind']} {what} seeds={job['seeds']}"
 
 
 def _last_line(text: str) -> str:
@@ -220,7 +185,7 @@ def prewarm(plan: Plan, clock: Clock, env: dict, log) -> dict[str, dict]:
     end = clock.at(plan.args.prewarm_share)
     jobs = [(s.key, s.job("compile")) for s in plan.settings]
     jobs += [(r.key, r.job("train_compile")) for r in plan.runs]
-    jobs.sort(key=lambda kj: kj[1]["algo"] != "pow_qmix")  # the slower compiles first
+    jobs.sort(key=lambda kj: not kj[0].count("pow_qmix"))  # the slower compiles first
 
     def one(job: dict) -> dict:
         return run_job(job, end - time.time(), env, log)

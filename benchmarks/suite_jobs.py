@@ -24,6 +24,31 @@ import time
 
 import throughput
 
+#: The tiny instance (CPU tests): the golden runs' small predator-prey at p = -4; its
+#: training ends at t_max (3 evaluations) unless the budget ends it first.
+TINY_ENV = {
+    "grid_size": 5,
+    "num_agents": 3,
+    "num_stags": 1,
+    "punishment": -4.0,
+    "episode_limit": 20,
+}
+TINY_OVERRIDES = {
+    "test_interval": 1000,
+    "batch_size": 16,
+    "buffer_size": 64,
+    "num_envs": 4,
+    "test_nepisode": 4,
+    "length_buckets": 1,
+    "t_max": 3000,
+}
+#: SMAX as in docs/benchmarks.md: one rollout iteration and 8 test episodes per chunk.
+SMAX_ENV = {"map_name": "3s_vs_5z"}
+SMAX_OVERRIDES = {"test_interval": 2000, "test_nepisode": 8}
+TRAIN_PRESETS = ("pow_qmix_stag_hunt_p4", "qmix_stag_hunt_p4")
+#: Training writes only its final checkpoint (gigabytes; never copied out).
+NO_CHECKPOINTS = {"checkpoint_interval": 10**12, "keep_checkpoints": 1}
+
 
 def emit(row: dict) -> None:
     print(json.dumps(row), flush=True)
@@ -97,9 +122,27 @@ class ClockStop:
         return self.fired
 
 
+def preset_job(name: str, tiny: bool) -> dict:
+    """The suite's training of preset ``name``: its algo, env and settings, but with no
+    checkpoint before the last (and with ``tiny``, the tiny instance and sizes)."""
+    from powmarl import presets
+
+    preset = presets.get(name)
+    # a preset's settings: ``.settings`` (YAML presets) or ``.overrides`` (before them)
+    settings = getattr(preset, "settings", None) or getattr(preset, "overrides", {})
+    return {
+        "algo": preset.algo,
+        "env": preset.env_id,
+        "env_args": dict(TINY_ENV if tiny else preset.env_kwargs),
+        "overrides": {**settings, **NO_CHECKPOINTS, **(TINY_OVERRIDES if tiny else {})},
+    }
+
+
 def train(job: dict, one_chunk: bool = False) -> None:
     import powmarl
 
+    job = {**job, **preset_job(job["preset"], job["tiny"])}
+    emit({"stage": "started", **{k: job[k] for k in ("algo", "env", "env_args", "overrides")}})
     env = powmarl.envs.make(job["env"], **job["env_args"])
     stop = ClockStop(job.get("deadline", 0.0), job.get("margin", 0.0))
     start = time.perf_counter()

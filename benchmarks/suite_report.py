@@ -142,21 +142,10 @@ def read_rows(path: Path) -> list[dict]:
 def training_entry(result: dict) -> dict:
     """Where a training run got to: each seed's last evaluation, its throughput."""
     rows = read_rows(Path(result["run_dir"]) / "metrics.jsonl")
-    entry = {
-        k: result.get(k)
-        for k in (
-            "key",
-            "preset",
-            "algo",
-            "env",
-            "env_args",
-            "seeds",
-            "status",
-            "note",
-            "share_s",
-            "wall_s",
-        )
-    }
+    keys = ("key", "preset", "seeds", "status", "note", "share_s", "wall_s")
+    entry = {k: result.get(k) for k in keys}
+    started = next((r for r in result.get("rows") or [] if r.get("stage") == "started"), {})
+    entry.update({k: started.get(k) for k in ("algo", "env", "env_args", "overrides")})
     done = (result.get("rows") or [{}])[-1]
     entry["stopped_by"] = done.get("stopped_by", "killed at its share" if rows else None)
     last = {r["seed"]: r for r in rows}

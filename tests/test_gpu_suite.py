@@ -1,7 +1,7 @@
 """benchmarks/gpu_suite.py: its pieces, its clock, and a whole --tiny run on the CPU.
 
-The whole run compiles six training programs (two algorithms x two seed counts measured,
-two trained), several minutes of CPU: it is marked slow. The budget test runs the whole
+The whole run (with one seed count measured) compiles four training programs, two
+measured and two trained, minutes of CPU: it is marked slow. The budget test runs the whole
 suite with a budget too small for any job and checks that it still ends in time.
 """
 
@@ -130,9 +130,16 @@ def test_plans():
     ]
     assert [s.seeds for s in settings] == sorted(s.seeds for s in settings)
     runs = gpu_suite.runs_for(full)
-    assert [r.preset for r in runs] == ["pow_qmix_stag_hunt_p4", "qmix_stag_hunt_p4"]
-    assert all(r.seeds == [0, 1, 2, 3, 4] and r.env_args["punishment"] == -4.0 for r in runs)
-    assert all(r.overrides["checkpoint_interval"] > 10_050_000 for r in runs)  # none written
+    assert [(r.preset, r.seeds) for r in runs] == [
+        ("pow_qmix_stag_hunt_p4", [0, 1, 2, 3, 4]),
+        ("qmix_stag_hunt_p4", [0, 1, 2, 3, 4]),
+    ]
+    for run in runs:
+        job = suite_jobs.preset_job(run.preset, tiny=False)
+        assert (job["env"], job["env_args"]["punishment"]) == ("stag_hunt", -4.0)
+        assert job["overrides"]["checkpoint_interval"] > 10_050_000  # only the final one
+    tiny_job = suite_jobs.preset_job("qmix_stag_hunt_p4", tiny=True)
+    assert tiny_job["env_args"] == suite_jobs.TINY_ENV and tiny_job["overrides"]["t_max"] == 3000
     tiny = gpu_suite.parse_args(["--out", "x", "--tiny"])
     settings, skipped = gpu_suite.settings_for(tiny)
     assert [(s.algo, s.seeds) for s in settings] == [
@@ -171,10 +178,10 @@ def _suite(out: Path, *args: str, timeout: float) -> float:
 
 def test_the_budget_ends_every_phase_in_time(tmp_path):
     """A 24 s budget: compiles are killed, nothing is timed or trained, the outputs come."""
-    wall = _suite(tmp_path, "--budget", "24", "--reserve", "8", timeout=120)
+    wall = _suite(tmp_path, "--budget", "24", "--reserve", "8", timeout=180)
     suite = json.loads((tmp_path / "suite.json").read_text())
-    assert suite["suite"]["wall_s"] <= 24
-    assert wall < 24 + 20  # the parent's start-up and writing
+    assert suite["suite"]["wall_s"] <= 24 - 8 + 1  # the phases end by budget - reserve
+    assert wall < 24 + 60  # Python's start-up and the outputs (imports powmarl) on a busy CPU
     statuses = {m["status"] for m in suite["measurements"]}
     assert statuses <= {"timeout", "skipped", "failed"} and "failed" not in statuses
     assert all(t["status"] in ("timeout", "skipped") for t in suite["training"])
@@ -186,7 +193,7 @@ def test_the_budget_ends_every_phase_in_time(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_suite_writes_every_output(tmp_path):
-    _suite(tmp_path, "--budget", "1500", "--jobs", "2", timeout=1700)
+    _suite(tmp_path, "--seeds", "1", "--budget", "2400", "--jobs", "2", timeout=2600)
     suite = json.loads((tmp_path / "suite.json").read_text())
     assert {
         "suite",
@@ -205,8 +212,6 @@ def test_tiny_suite_writes_every_output(tmp_path):
     assert [(m["algo"], m["seeds"], m["status"]) for m in measured] == [
         ("qmix", 1, "ok"),
         ("pow_qmix", 1, "ok"),
-        ("qmix", 2, "ok"),
-        ("pow_qmix", 2, "ok"),
     ]
     for m in measured:
         assert m["env_steps_per_s_per_seed"] > 0
@@ -217,11 +222,13 @@ def test_tiny_suite_writes_every_output(tmp_path):
         assert m["cold_compile_status"] == "ok" and m["cold_chunk_compile_s"] > 0
         assert m["xla_temp_bytes"] > 0 and m["device_peak_bytes"] is None  # CPU: no stats
     ratios = suite["pow_over_qmix"]
-    assert [r["seeds"] for r in ratios] == [1, 2]
+    assert [r["seeds"] for r in ratios] == [1]
     assert all(math.isfinite(r["pow_over_qmix_time_per_env_step"]) for r in ratios)
     assert all(r["pow_over_qmix_time_per_env_step"] > 0 for r in ratios)
+    assert [t["algo"] for t in suite["training"]] == ["pow_qmix", "qmix"]
     for t in suite["training"]:
         assert t["status"] == "ok" and t["stopped_by"] == "t_max"
+        assert t["env_args"]["punishment"] == -4.0 and t["cold_program_status"] == "ok"
         assert t["t_env_per_seed"].keys() == {"0", "1"}
         assert min(t["t_env_per_seed"].values()) >= 3000
         assert math.isfinite(t["eval_return_mean"]) and t["env_steps_per_s_per_seed"] > 0
