@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from powmarl import algos, settings
-from powmarl.config import Config, HParams, apply_overrides, from_dict, to_dict
+from powmarl.config import Config, HParams, from_dict, to_dict
 from powmarl.envs import contract
 from powmarl.io import checkpoint
 from powmarl.io.run_dir import (
@@ -30,90 +30,12 @@ from powmarl.io.run_dir import (
     run_status,
     truncate_metrics,
 )
+from powmarl.result import TrainResult
 from powmarl.runners.backend import Backend, backend_for
-from powmarl.runners.evaluate import one_step_tables
 from powmarl.runners.loop import Loop, Position
 from powmarl.runners.members import Member, from_record, stack_hparams
 
 __all__ = ["TrainResult", "evaluate", "read_record", "resume", "run_status", "train"]
-
-
-@dataclasses.dataclass
-class TrainResult:
-    """What ``train`` returns: per-member metrics and the trained parameters.
-
-    A member is a seed, or in a hyperparameter sweep a (grid point, seed) pair; per-member
-    arrays follow the order of ``members``.
-    """
-
-    algo: str
-    env: Any
-    members: list[Member]
-    config: Config
-    hparams: HParams  # leaves [M]
-    metrics: list[dict[str, Any]]  # one row per member per evaluation
-    params: Any  # learner parameters, leaves [M, ...]
-    env_params: Any
-    backend: Backend
-    run_dir: Path | None = None
-
-    @property
-    def seeds(self) -> list[int]:
-        return [m.seed for m in self.members]
-
-    @property
-    def labels(self) -> list[str]:
-        """'seed' or 'seed variant' per member (keys of tables.json)."""
-        return [m.label for m in self.members]
-
-    def _member_rows(self) -> list[list[dict[str, Any]]]:
-        index = {(m.seed, m.variant): i for i, m in enumerate(self.members)}
-        out: list[list[dict[str, Any]]] = [[] for _ in self.members]
-        for row in self.metrics:
-            out[index[(row["seed"], row.get("variant", ""))]].append(row)
-        return out
-
-    def _column(self, name: str) -> np.ndarray:
-        return np.asarray([rows[-1][name] for rows in self._member_rows()], dtype=np.float64)
-
-    @property
-    def final_eval_return(self) -> np.ndarray:
-        """Greedy test return at the end of training, [num_members]."""
-        return self._column("eval/return_mean")
-
-    @property
-    def t_env(self) -> np.ndarray:
-        return self._column("t_env")
-
-    def curve(self, name: str = "eval/return_mean") -> tuple[np.ndarray, np.ndarray]:
-        """(t_env [M, N], values [M, N]) of a logged metric."""
-        rows = self._member_rows()
-        t = np.asarray([[r["t_env"] for r in rs] for rs in rows], dtype=np.float64)
-        v = np.asarray([[r[name] for r in rs] for rs in rows], dtype=np.float64)
-        return t, v
-
-    def seed_params(self, i: int):
-        """Parameters of member ``i``."""
-        return jax.tree.map(lambda x: x[i], self.params)
-
-    def tables(self, key: jax.Array | None = None) -> list[dict[str, np.ndarray]]:
-        """One-step games, per member: greedy joint action, Q_i, and the tables of Q_tot and
-        of the extras that have one ("central" = Q*, "recogniser" = Q_r). ``key`` resets
-        the game (a one-step game's reset is deterministic; default ``key(0)``)."""
-        if self.env.spec.episode_limit != 1:
-            raise ValueError("tables: only defined for one-step games (episode_limit 1)")
-        if contract.env_kind(self.env) == "host":
-            raise ValueError("tables: not available for host envs (use the JAX 'matrix' game)")
-        key = jax.random.key(0) if key is None else key
-        learner = self.backend.learner
-        return [
-            one_step_tables(learner, self.env, self.seed_params(i), self.env_params, key)
-            for i in range(len(self.members))
-        ]
-
-    def greedy_actions(self) -> np.ndarray:
-        """One-step games: the greedy joint action of each member, [M, num_agents]."""
-        return np.stack([t["greedy_actions"] for t in self.tables()])
 
 
 def resolve_settings(
@@ -153,8 +75,14 @@ class _Run:
     env_params: Any = None
     num_workers: int | None = None
 
+    def member_hparams(self) -> HParams:
+        """Every member's HParams, stacked: leaves [M]."""
+        return stack_hparams(
+            [settings.member_hparams(self.cfg, self.hp, m.hparams) for m in self.members]
+        )
+
     def backend(self) -> Backend:
-        hps = stack_hparams([apply_overrides(self.cfg, self.hp, m.hparams)[1] for m in self.members])
+        hps = self.member_hparams()
         return backend_for(
             self.env, self.cfg, self.algorithm, self.members, hps, self.env_params,
             self.num_workers,
@@ -174,6 +102,7 @@ def train(
     hparam_grid: dict[str, Sequence[float]] | None = None,
     stop_when: Any = None,
     num_workers: int | None = None,
+    preset: Any = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train ``algo`` on ``env`` for every seed at once.
@@ -186,6 +115,9 @@ def train(
     :func:`resume`. Training stops at the first evaluation where every member has taken
     ``t_max`` env steps, or earlier at the first one where ``stop_when(rows so far)`` holds.
     ``num_workers``: processes stepping a Python (host) env's copies (default: one per core).
+    ``preset`` (a :class:`powmarl.presets.Preset`) is the settings layer between the env's
+    defaults and ``overrides``; config.json records every layer and where each value came
+    from.
     """
     from powmarl.envs import make as make_env
 
@@ -198,20 +130,23 @@ def train(
         overrides["t_max"] = t_max
     if loggers and run_dir is None:
         raise ValueError("loggers: TensorBoard and W&B logging need a run_dir")
-    cfg, hp = resolve_settings(env, overrides, algorithm)
+    resolved = settings.resolve(algorithm, env, overrides, preset)
+    cfg, hp = resolved.cfg, resolved.hp
+    settings.check_grid(cfg, hp, hparam_grid or {})
     members = members_of(seeds, hparam_grid)
-    record = _record(algorithm, env, cfg, hp, seeds, hparam_grid, members)
+    run = _Run(algorithm, env, cfg, hp, members, {}, _path(run_dir), env_params, num_workers)
+    backend = run.backend()
+    run.record = _record(algorithm, env, resolved, seeds, hparam_grid, members, backend.kind)
     if run_dir is not None:
-        prepare_run_dir(run_dir, record)
-    run = _Run(algorithm, env, cfg, hp, members, record, _path(run_dir), env_params, num_workers)
-    return _train(run, run.backend(), loggers, logger_options, progress, stop_when)
+        prepare_run_dir(run_dir, run.record)
+    return _train(run, backend, loggers, logger_options, progress, stop_when)
 
 
 def _path(run_dir) -> Path | None:
     return Path(run_dir) if run_dir is not None else None
 
 
-def _record(algorithm, env, cfg, hp, seeds, hparam_grid, members) -> dict[str, Any]:
+def _record(algorithm, env, resolved, seeds, hparam_grid, members, kind) -> dict[str, Any]:
     """What ``config.json`` holds: the algorithm, the env's identity, seeds, members,
     the resolved settings and the library versions."""
     env_id, env_kwargs = contract.identity(env) or (type(env).__name__, {})
@@ -222,11 +157,12 @@ def _record(algorithm, env, cfg, hp, seeds, hparam_grid, members) -> dict[str, A
         "seeds": seeds,
         "hparam_grid": {k: [float(v) for v in vs] for k, vs in (hparam_grid or {}).items()},
         "members": [{"seed": m.seed, "hparams": m.hparams} for m in members],
-        **to_dict(cfg, hp),
+        **to_dict(resolved.cfg, resolved.hp),
+        **resolved.record(),
         "versions": _versions(),
         "run_format": 2,
     }
-    if contract.env_kind(env) == "host":
+    if kind == "host":
         record["runner"] = "host"
     return record
 
@@ -249,14 +185,14 @@ def _train(run: _Run, backend, loggers, logger_options, progress, stop_when, sta
         env=run.env,
         members=run.members,
         config=run.cfg,
-        hparams=stack_hparams([apply_overrides(run.cfg, run.hp, m.hparams)[1] for m in run.members]),
+        hparams=run.member_hparams(),
         metrics=position.rows,
         params=state.learner.params,
         env_params=getattr(backend, "env_params", None),
         backend=backend,
         run_dir=run.run_dir,
     )
-    one_step = run.env.spec.episode_limit == 1 and contract.env_kind(run.env) == "jax"
+    one_step = run.env.spec.episode_limit == 1 and backend.kind == "jax"
     if result.run_dir is not None and one_step:
         save_tables(result)
     return result
@@ -312,24 +248,9 @@ def _purge_steps(members: list[Member], rows) -> dict[str, int]:
 
 
 def members_of(seeds: list[int], grid: dict[str, Sequence[float]] | None) -> list[Member]:
-    """Every grid point for every seed; grid keys must be HParams fields."""
+    """Every grid point for every seed (the grid is checked by ``settings.check_grid``)."""
     if not grid:
         return [Member(s) for s in seeds]
-    allowed = {f.name for f in dataclasses.fields(HParams)}
-    static = {f.name for f in dataclasses.fields(Config)}
-    for name, values in grid.items():
-        if name in static:
-            raise ValueError(
-                f"hparam_grid: {name} is a static setting (it changes the compiled program); "
-                "sweep it as separate runs"
-            )
-        if name not in allowed:
-            raise ValueError(
-                f"hparam_grid: unknown hyperparameter {name!r}; allowed: "
-                + ", ".join(sorted(allowed))
-            )
-        if isinstance(values, (str, bytes)) or not list(values):
-            raise ValueError(f"hparam_grid: {name} needs a non-empty list of values")
     names = sorted(grid)
     points = itertools.product(*[[float(v) for v in grid[n]] for n in names])
     return [Member(s, dict(zip(names, p))) for p in points for s in seeds]
@@ -364,10 +285,9 @@ def evaluate(
         raise ValueError(f"member: must be in [0, {len(run.members) - 1}], got {member}")
     if episodes is not None and episodes < 1:
         raise ValueError(f"episodes: must be >= 1, got {episodes}")
-    host = contract.env_kind(run.env) == "host"
-    if render is not None and host:
-        raise ValueError("render: GIFs are drawn for JAX envs only, not host (Python) envs")
     backend = run.backend()
+    if render is not None and backend.kind != "jax":
+        raise ValueError("render: GIFs are drawn for JAX envs only, not host (Python) envs")
     try:
         ckpt = checkpoint.load_latest(run.run_dir, backend.template())
         if ckpt is None:

@@ -103,18 +103,6 @@ def _train_preset(args):
     return preset
 
 
-def _with_preset(train, preset, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Keywords of ``api.train`` for the preset layer: ``preset=`` where train takes it;
-    else (until it does) the preset's settings merged below the user's overrides."""
-    import inspect
-
-    if preset is None:
-        return overrides
-    if "preset" in inspect.signature(train).parameters:
-        return {**overrides, "preset": preset}
-    return {**preset.settings, **overrides}
-
-
 def cmd_train(args) -> int:
     from powmarl.api import train
     from powmarl.envs import make as make_env
@@ -140,7 +128,9 @@ def cmd_train(args) -> int:
         progress=not args.no_progress,
         loggers=_loggers(args),
         logger_options=_logger_options(args),
-        **_with_preset(train, preset, overrides),
+        num_workers=args.num_workers,
+        preset=preset,
+        **overrides,
     )
     _print_result(result, env_id)
     return 0
@@ -155,7 +145,9 @@ def cmd_config(args) -> int:
 
 
 def _loggers(args) -> list[str]:
-    return [name for name in ("tensorboard", "wandb") if getattr(args, name, False)]
+    from powmarl.io.logging import SINKS
+
+    return [name for name in SINKS if getattr(args, name, False)]
 
 
 def _logger_options(args) -> dict[str, Any]:
@@ -187,6 +179,7 @@ def cmd_resume(args) -> int:
         progress=not args.no_progress,
         loggers=_loggers(args),
         logger_options=_logger_options(args),
+        num_workers=args.num_workers,
     )
     _print_result(result, read_record(args.run_dir)["env_id"])
     return 0
@@ -212,6 +205,7 @@ def cmd_eval(args) -> int:
         key_seed=args.key_seed,
         render=args.render,
         member=args.member,
+        num_workers=args.num_workers,
     )
     for row in rows:
         who = f"seed {row['seed']}" + (f" ({row['variant']})" if row["variant"] else "")
@@ -277,10 +271,23 @@ def cmd_report(args) -> int:
 
 
 def _add_logging_flags(parser) -> None:
-    parser.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard")
-    parser.add_argument("--wandb", action="store_true", help="also log to Weights & Biases")
+    """One ``--<name>`` flag per registered sink (powmarl.io.sinks), the W&B options, and
+    ``--num-workers`` (processes stepping a Python env's copies)."""
+    from powmarl.io.logging import SINKS
+
+    for name, kind in SINKS.items():
+        parser.add_argument(f"--{name}", action="store_true", help=f"also log: {kind.help}")
     parser.add_argument("--wandb-mode", default="offline", choices=["offline", "online"])
     parser.add_argument("--wandb-project", default="powmarl")
+    _add_workers_flag(parser)
+
+
+def _add_workers_flag(parser) -> None:
+    parser.add_argument(
+        "--num-workers", type=int, default=None, metavar="N",
+        help="Python (host) envs: processes stepping the env copies (default: one per core; "
+        "1: in this process)",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -325,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--key-seed", type=int, default=0, help="seed of the evaluation key")
     ev.add_argument("--render", default=None, metavar="FILE.gif", help="write an animation")
     ev.add_argument("--member", type=int, default=0, help="which member (seed) to render")
+    _add_workers_flag(ev)
     ev.set_defaults(func=cmd_eval)
 
     sw = sub.add_parser("sweep", help="a grid of algorithms, envs, seeds and settings")

@@ -8,6 +8,7 @@ A grid file names algorithms, environments, seeds and settings::
     t_max: 1000000
     set: {batch_size: 64}           # fixed settings for every run
     grid: {recognition_threshold: [0.1, 1.0], rnn_hidden_dim: [64, 128]}
+    loggers: [tensorboard]          # sinks besides metrics.jsonl, for every run
 
 Grid values of traced hyperparameters (``HParams``: lr, C, alpha, ...) share one compiled
 program: they become members of the same run, next to the seeds. Values of static
@@ -30,7 +31,7 @@ from typing import Any
 
 from powmarl.config import Config, HParams
 
-ALLOWED_KEYS = ("algos", "envs", "seeds", "t_max", "set", "grid")
+ALLOWED_KEYS = ("algos", "envs", "seeds", "t_max", "set", "grid", "loggers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,7 @@ class RunSpec:
     overrides: dict[str, Any]
     hparam_grid: dict[str, list[float]]
     run_dir: str
+    loggers: tuple[str, ...] = ()
 
 
 def load_grid(path: str | Path) -> dict[str, Any]:
@@ -131,6 +133,7 @@ def expand(grid: dict[str, Any], out_dir: str | Path) -> list[RunSpec]:
     if "t_max" in grid:
         fixed["t_max"] = grid["t_max"]
     traced, static = _split_grid(grid.get("grid") or {})
+    loggers = _loggers(grid.get("loggers", []))
     names = sorted(static)
     runs = []
     for algo, (env_id, kwargs), point in itertools.product(
@@ -148,9 +151,23 @@ def expand(grid: dict[str, Any], out_dir: str | Path) -> list[RunSpec]:
                 overrides={**fixed, **dict(zip(names, point))},
                 hparam_grid=traced,
                 run_dir=str(Path(out_dir) / name),
+                loggers=loggers,
             )
         )
     return runs
+
+
+def _loggers(value) -> tuple[str, ...]:
+    """The sinks every run logs to (names registered in ``powmarl.io.sinks``)."""
+    from powmarl.io.logging import BACKENDS
+
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or any(v not in BACKENDS for v in value):
+        raise ValueError(
+            f"sweep: loggers must be a list of {', '.join(BACKENDS)}, got {value!r}"
+        )
+    return tuple(value)
 
 
 def _split_grid(grid: dict[str, Any]) -> tuple[dict[str, list[float]], dict[str, list[Any]]]:
@@ -181,7 +198,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     if status == "finished":
         return _summary(spec, "skipped (finished)")
     if status == "partial":
-        resume(spec.run_dir, progress=False)
+        resume(spec.run_dir, progress=False, loggers=spec.loggers)
         return _summary(spec, "resumed")
     train(
         spec.algo,
@@ -190,6 +207,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         run_dir=spec.run_dir,
         progress=False,
         hparam_grid=spec.hparam_grid or None,
+        loggers=spec.loggers,
         **spec.overrides,
     )
     return _summary(spec, "trained")

@@ -1,9 +1,11 @@
 """The host path: Python (NumPy) envs through the shared learner.
 
 Host rollouts must pad episodes exactly as the JAX rollout does (checked field by field
-against ``make_rollout`` on the same game, with the same actions); ``powmarl.train`` on
-the NumPy matrix game must find the optimum; a host run dir must work with ``report``,
-``eval`` and ``resume`` (exactly, from a checkpoint inside or between seeds).
+against ``make_rollout`` on the same game, with the same actions); every member plays at
+once, in waves when the env allows fewer copies; worker processes step the copies with the
+same results as in-process; ``powmarl.train`` on the NumPy matrix game must find the
+optimum, and member i of a run must equal member i alone; a host run dir works with
+``report``. Resume, faults and eval are checked for both backends in test_backends.py.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from powmarl.config import Config
 from powmarl.envs.host import HostMatrixGame, HostVectorEnv, is_host_env, make_copies
 from powmarl.envs.matrix import MatrixGame
 from powmarl.learner import make_learner
-from powmarl.runners import host_runner
-from powmarl.runners.host_rollout import play_episodes
+from powmarl.runners.host_rollout import make_member_act, play_members, play_wave
+from powmarl.runners.host_workers import WorkerVectorEnv, split_counts
+from powmarl.runners.period import schedule
 from powmarl.runners.rollout import make_rollout
 from powmarl.types import EnvSpec, TimeStep
 
@@ -127,7 +130,7 @@ def _agent_params(learner, spec):
 def _jax_episodes(env, num, shapes_only=False):
     """E episodes of the JAX rollout with uniform random actions (epsilon 1)."""
     learner = make_learner(SMALL, env.spec, algos.make("qmix"), True, True)
-    rollout = make_rollout(env, learner, SMALL.rnn_hidden_dim)
+    rollout = make_rollout(env, learner)
     params = _agent_params(learner, env.spec)
 
     def run(key):
@@ -139,15 +142,20 @@ def _jax_episodes(env, num, shapes_only=False):
     return jax.device_get(batch), jax.device_get(stats)
 
 
-def _replay(actions):
-    """Host policies that play the JAX rollout's actions [E, T, A], wave by wave."""
-
-    def make_policy(wave, n):
-        rows = actions[wave * n : (wave + 1) * n].astype(np.int32)
+def _replay(vec, actions):
+    """Play the JAX rollout's actions [E, T, A] on the host copies, wave by wave; the
+    waves' EpisodeBatch fields and stats concatenated."""
+    parts = []
+    for start in range(0, actions.shape[0], len(vec)):
+        rows = actions[start : start + len(vec)].astype(np.int32)
         step = iter(range(actions.shape[1]))
-        return lambda obs, avail: rows[:, next(step)]
-
-    return make_policy
+        policy = lambda obs, avail, rows=rows, step=step: rows[:, next(step)]
+        parts.append(play_wave(vec, policy, [0] * len(rows)))
+    fields = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
+    lengths = np.concatenate([p[2] for p in parts])
+    returns = np.concatenate([p[1] for p in parts])
+    info = {k: np.concatenate([p[3][k] for p in parts]) for k in parts[0][3]}
+    return fields, returns, lengths, info
 
 
 @pytest.mark.parametrize(
@@ -163,38 +171,67 @@ def test_host_episodes_equal_the_jax_rollout(jax_env, host_env, copies):
     expected, expected_stats = _jax_episodes(jax_env, num)
     vec = HostVectorEnv(make_copies(host_env, copies))
     assert len(vec) == copies
-    got, stats = play_episodes(vec, _replay(expected.actions), [0] * num)
+    got, returns, lengths, info = _replay(vec, expected.actions)
     for name in FIELDS:
-        want, have = np.asarray(getattr(expected, name)), getattr(got, name)
+        want, have = np.asarray(getattr(expected, name)), got[name]
         assert have.dtype == want.dtype and have.shape == want.shape, name
         np.testing.assert_array_equal(have, want, err_msg=name)
-    np.testing.assert_array_equal(stats.lengths, expected_stats.lengths)
-    np.testing.assert_allclose(stats.returns, expected_stats.returns, rtol=1e-6)
+    np.testing.assert_array_equal(lengths, expected_stats.lengths)
+    np.testing.assert_allclose(returns, expected_stats.returns, rtol=1e-6)
     for k in expected_stats.info:
-        np.testing.assert_array_equal(stats.info[k], expected_stats.info[k])
+        np.testing.assert_array_equal(info[k], expected_stats.info[k])
     if isinstance(host_env, HostCounter):  # the cases the counter game is built to produce
-        lengths, last = stats.lengths, got.terminated[np.arange(num), stats.lengths - 1]
+        last = got["terminated"][np.arange(num), lengths - 1]
         assert set(lengths.tolist()) >= {2, 3, 4}
         assert (last & (lengths == LIMIT)).any() and (~last & (lengths == LIMIT)).any()
-        assert not got.obs[lengths < LIMIT, LIMIT].any()  # slot T only at full length
-        assert got.obs[lengths == LIMIT, LIMIT].any()
+        assert not got["obs"][lengths < LIMIT, LIMIT].any()  # slot T only at full length
+        assert got["obs"][lengths == LIMIT, LIMIT].any()
 
 
-def test_runner_rollout_has_the_jax_rollout_shapes():
-    """The host runner's own rollout (jitted agent, epsilon-greedy, waves) returns the JAX
-    rollout's shapes and dtypes, never takes an unavailable action, and uses every copy."""
-    env = HostCounter()
-    cfg = Config(rnn_hidden_dim=8, mixing_embed_dim=4, hypernet_embed=8, batch_size=4, num_envs=3)
-    runner = host_runner.make_host_runner(cfg, env, algos.make("qmix"))
-    params = _agent_params(runner.learner, env.spec)
-    batch, stats = host_runner.rollout(runner, params, jax.random.key(5), 0.5, 7)
-    expected, _ = _jax_episodes(JaxCounter(), 7, shapes_only=True)
+def _play_members(vec, members: int, episodes: int, epsilon: float):
+    learner = make_learner(SMALL, vec.spec, algos.make("qmix"), True, True)
+    params = _agent_params(learner, vec.spec)
+    stacked = jax.tree.map(lambda x: jnp.stack([x] * members), params)
+    keys = jax.random.split(jax.random.key(5), members)
+    act = make_member_act(learner)
+    eps = jnp.full((members,), epsilon)
+    return play_members(vec, act, stacked, keys, eps, episodes, SMALL.rnn_hidden_dim, np.float32)
+
+
+@pytest.mark.parametrize("copies", [12, 5, 1])  # one wave, waves across members, one by one
+def test_member_episodes_have_the_jax_rollout_shapes(copies):
+    """Every member's episodes (jitted batched act, epsilon-greedy, waves when the env has
+    fewer copies than members x episodes) have the JAX rollout's shapes and dtypes, never
+    take an unavailable action, and do not depend on how the episodes are laid on copies."""
+    vec = HostVectorEnv(make_copies(HostCounter(), copies))
+    batch, stats = _play_members(vec, 3, 4, 0.5)
+    expected, _ = _jax_episodes(JaxCounter(), 4, shapes_only=True)
     for name in FIELDS:
-        want = getattr(expected, name)
-        assert getattr(batch, name).shape == want.shape and getattr(batch, name).dtype == want.dtype
-    taken = np.take_along_axis(batch.avail_actions[:, :-1], batch.actions[..., None], -1)[..., 0]
-    assert taken[batch.filled].all()
-    assert (batch.filled.sum(1) == stats.lengths).all() and stats.lengths.min() >= 2
+        want, have = getattr(expected, name), getattr(batch, name)
+        assert have.shape == (3, *want.shape) and have.dtype == want.dtype, name
+    taken = np.take_along_axis(batch.avail_actions[:, :, :-1], batch.actions[..., None], -1)
+    assert taken[..., 0][batch.filled].all()
+    assert (batch.filled.sum(-1) == stats.lengths).all() and stats.lengths.min() >= 2
+    reference, _ = _play_members(HostVectorEnv(make_copies(HostCounter(), 12)), 3, 4, 0.5)
+    for name in FIELDS:
+        np.testing.assert_array_equal(getattr(batch, name), getattr(reference, name))
+
+
+def test_worker_processes_step_like_in_process():
+    """Copies in 2 spawned worker processes give the same episodes as in-process copies."""
+    from powmarl.envs.contract import copy_factory
+
+    env = powmarl.envs.make("matrix_host")
+    workers = WorkerVectorEnv(copy_factory(env), 5, 2)
+    try:
+        assert len(workers) == 5 and workers.counts == [3, 2]
+        got = _play_members(workers, 2, 4, 1.0)
+    finally:
+        workers.close()
+    want = _play_members(HostVectorEnv(make_copies(env, 5)), 2, 4, 1.0)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(a, b)
+    assert split_counts(7, 3) == [3, 2, 2] and split_counts(1, 2) == [1, 0]
 
 
 def test_is_host_env_tells_host_from_jax_envs():
@@ -205,7 +242,7 @@ def test_is_host_env_tells_host_from_jax_envs():
 def test_schedule_matches_the_jax_runner():
     """can_learn / first_call / target copy from the iteration index, as jax_runner's."""
     cfg = Config(num_envs=8, batch_size=32, target_update_interval=200)
-    flags = [host_runner.schedule(it, cfg) for it in range(60)]
+    flags = [schedule(it, cfg) for it in range(60)]
     assert [f[0] for f in flags].index(True) == 3  # 32 episodes seen after iteration 3
     assert [it for it, f in enumerate(flags) if f[1] and f[0]] == [3]
     assert [it for it, f in enumerate(flags) if f[2]] == [25, 50]
@@ -218,11 +255,13 @@ LEARN = {"t_max": 3000, "batch_size": 32, "buffer_size": 500, "length_buckets": 
 
 @pytest.fixture(scope="module")
 def pow_host(tmp_path_factory):
-    """POW-QMIX on the NumPy matrix game, seeds 0 and 1 one after another, with a run dir."""
+    """POW-QMIX on the NumPy matrix game, seeds 0 and 1 together, with a run dir; 8k steps
+    as the JAX matrix-game test (3k is too short for every seed on either backend)."""
     run_dir = tmp_path_factory.mktemp("host") / "run"
     with jax.debug_key_reuse(True):
         result = powmarl.train(
-            "pow_qmix", "matrix_host", seeds=[0, 1], run_dir=run_dir, progress=False, **LEARN
+            "pow_qmix", "matrix_host", seeds=[0, 1], run_dir=run_dir, progress=False,
+            **{**LEARN, "t_max": 8000},
         )
     return result, run_dir
 
@@ -232,28 +271,8 @@ def test_pow_qmix_finds_the_optimum_on_the_host_matrix_game(pow_host):
     result, _ = pow_host
     assert result.seeds == [0, 1]
     assert result.final_eval_return.tolist() == [8.0, 8.0]
-    assert result.t_env.tolist() == [3000, 3000]
+    assert result.t_env.tolist() == [8000, 8000]
     assert jax.tree.leaves(result.params)[0].shape[0] == 2  # params stacked over members
-
-
-def test_host_rows_have_the_jax_runner_metrics(pow_host):
-    """One row per seed per evaluation, with the JAX runner's metric names."""
-    result, _ = pow_host
-    rows = [r for r in result.metrics if r["seed"] == 0]
-    assert [r["t_env"] for r in rows] == [1000, 2000, 3000]
-    for name in (
-        "eval/return_mean",
-        "eval/return_std",
-        "eval/ep_length_mean",
-        "train/return_mean",
-        "train/epsilon",
-        "train/learner_calls",
-        "train/loss",
-        "episodes",
-        "time/env_steps_per_s",
-    ):
-        assert name in rows[0], name
-    assert rows[0]["episodes"] == 1000 and rows[1]["train/learner_calls"] == 125
 
 
 def test_host_run_dir_works_with_report_and_eval(pow_host, tmp_path, capsys):
@@ -264,8 +283,8 @@ def test_host_run_dir_works_with_report_and_eval(pow_host, tmp_path, capsys):
     assert "pow_qmix" in capsys.readouterr().out
     rows = powmarl.api.evaluate(run_dir, episodes=4)
     assert [(r["seed"], r["t_env"], r["return_mean"]) for r in rows] == [
-        (0, 3000, 8.0),
-        (1, 3000, 8.0),
+        (0, 8000, 8.0),
+        (1, 8000, 8.0),
     ]
     with pytest.raises(ValueError, match="render"):
         powmarl.api.evaluate(run_dir, render=tmp_path / "x.gif")
@@ -273,68 +292,28 @@ def test_host_run_dir_works_with_report_and_eval(pow_host, tmp_path, capsys):
         result.tables()
 
 
-def _metric_rows(run_dir):
-    from powmarl.io.run_dir import read_metrics
-
-    return [
-        {k: v for k, v in r.items() if not k.startswith("time/")} for r in read_metrics(run_dir)
+def test_member_of_a_run_equals_the_member_alone():
+    """Members train together but share nothing: seed 1 of a (0, 1) run equals seed 1 alone."""
+    settings = {**LEARN, "t_max": 1000}
+    both = powmarl.train("qmix", "matrix_host", seeds=[0, 1], progress=False, num_workers=1,
+                         **settings)  # fmt: skip
+    alone = powmarl.train("qmix", "matrix_host", seeds=[1], progress=False, num_workers=1,
+                          **settings)  # fmt: skip
+    assert [r["eval/return_mean"] for r in both.metrics if r["seed"] == 1] == [
+        r["eval/return_mean"] for r in alone.metrics
     ]
+    for a, b in zip(jax.tree.leaves(both.params), jax.tree.leaves(alone.params)):
+        np.testing.assert_allclose(a[1], b[0], rtol=1e-5, atol=1e-6)
 
 
-def _cut_after(run_dir, keep: int):
-    """What a kill leaves: only the first ``keep`` checkpoints, every metrics row written
-    (rows of the lost checkpoints included) and half of a next one."""
-    from powmarl.io import checkpoint
-
-    for meta in checkpoint.list_checkpoints(run_dir)[keep:]:
-        meta.with_suffix(".npz").unlink()
-        meta.unlink()
-    with open(run_dir / "metrics.jsonl", "a") as fh:
-        fh.write('{"seed": 1, "t_e')
-
-
-@pytest.fixture(scope="module")
-def qmix_host(tmp_path_factory):
-    """QMIX on the NumPy matrix game, 2 seeds x 2000 steps, every checkpoint kept:
-    seed 0 at 1000 and 2000 (member done), seed 1 at 1000 and 2000 (finished)."""
-    run_dir = tmp_path_factory.mktemp("host_qmix") / "run"
-    settings = {**LEARN, "t_max": 2000, "keep_checkpoints": 10}
-    with jax.debug_key_reuse(True):
-        result = powmarl.train("qmix", "matrix_host", seeds=[0, 1], run_dir=run_dir,
-                               progress=False, **settings)  # fmt: skip
-    return result, run_dir
-
-
-@pytest.mark.parametrize("keep", [1, 2, 3])  # inside seed 0, between seeds, inside seed 1
-def test_host_resume_matches_the_uninterrupted_run(qmix_host, tmp_path, keep):
-    """Killed after checkpoint ``keep``: resume recomputes the lost rows exactly (the
-    matrix game is deterministic), and the final params equal the uninterrupted run's."""
+def test_old_host_run_dirs_are_refused_with_what_to_do(tmp_path):
+    """A host run dir written by powmarl 0.1 (members trained one after another) cannot be
+    resumed or evaluated; the message names the version and what to do."""
     import shutil
+    from pathlib import Path
 
-    from powmarl.api import resume, run_status
-    from powmarl.io import checkpoint
-
-    result, ref_dir = qmix_host
-    metas = checkpoint.list_checkpoints(ref_dir)
-    assert len(metas) == 4 and run_status(ref_dir) == "finished"
-    run_dir = tmp_path / "killed"
-    shutil.copytree(ref_dir, run_dir)
-    _cut_after(run_dir, keep)
-    assert run_status(run_dir) == "partial"
-    if keep == 1:  # only seed 0 had been trained, up to 1000 steps
-        rows = powmarl.api.evaluate(run_dir, episodes=2)
-        assert [(r["seed"], r["t_env"]) for r in rows] == [(0, 1000)]
-    resumed = resume(run_dir, progress=False)
-    assert run_status(run_dir) == "finished"
-    assert _metric_rows(run_dir) == _metric_rows(ref_dir)
-    assert [r["t_env"] for r in resumed.metrics] == [1000, 2000, 1000, 2000]
-    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(result.params)):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_host_resume_of_a_finished_run_changes_nothing(qmix_host, capsys):
-    _, run_dir = qmix_host
-    before = (run_dir / "metrics.jsonl").read_text()
-    assert main(["resume", str(run_dir), "--no-progress"]) == 0
-    assert "already finished" in capsys.readouterr().out
-    assert (run_dir / "metrics.jsonl").read_text() == before
+    run_dir = tmp_path / "old"
+    shutil.copytree(Path(__file__).parent / "data" / "runs_v0.1" / "host_qmix", run_dir)
+    for call in (powmarl.api.resume, powmarl.api.evaluate):
+        with pytest.raises(ValueError, match=r"written by powmarl 0\.1\.0.*powmarl train"):
+            call(run_dir)

@@ -18,7 +18,7 @@ from powmarl.algos import weighting as weighting_rules
 from powmarl.config import Config, HParams
 from powmarl.learner import make_learner
 from powmarl.networks.mixers import QMixer
-from powmarl.runners.jax_runner import truncate_batch
+from powmarl.runners.period import truncate_batch
 from powmarl.types import EpisodeBatch
 
 pytestmark = pytest.mark.usefixtures("key_reuse_check")

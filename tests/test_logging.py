@@ -87,13 +87,12 @@ def test_tensorboard_resume_purges_relogged_steps(tmp_path):
     pytest.importorskip("tensorboardX", reason="needs the 'tensorboard' extra")
     from tensorboardX.proto.event_pb2 import Event
 
-    from powmarl.api import _resumed
-    from powmarl.runners.driver import Member
+    from powmarl.api import _purge_steps
+    from powmarl.runners.members import Member
 
     kept = [{"seed": 0, "t_env": 10}, {"seed": 0, "t_env": 20}, {"seed": 1, "t_env": 10}]
     members = [Member(0), Member(1), Member(2, {"lr": 0.1})]
-    options = _resumed({"project": "p"}, members, kept)
-    assert options == {"project": "p", "purge_steps": {"seed0": 21, "seed1": 11, "lr=0.1/seed2": 0}}
+    assert _purge_steps(members, kept) == {"seed0": 21, "seed1": 11, "lr=0.1/seed2": 0}
     with TensorBoardLogger(tmp_path) as logger:
         logger.write(eval_rows(0))
     time.sleep(1.1)  # event files are named by the second they were opened in

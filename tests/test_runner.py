@@ -238,7 +238,7 @@ def test_vmapped_training_does_not_hang(tmp_path):
 def test_length_ladder_spacing():
     """``halving`` keeps the reference ladder; ``even`` spaces lengths evenly up to T."""
     from powmarl.config import Config
-    from powmarl.runners.jax_runner import length_ladder
+    from powmarl.runners.period import length_ladder
 
     assert length_ladder(250, 4) == (63, 125, 250)
     assert length_ladder(250, 4, "halving") == (63, 125, 250)

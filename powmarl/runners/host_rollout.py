@@ -91,26 +91,26 @@ def play_wave(vec, policy: Policy, seeds: Sequence[int], obs_dtype=np.float32):
 
 def make_member_act(learner: Learner):
     """Jitted ``act(agent_params [M], hidden [M, n, A, H], obs [M, n, A, O], last [M, n, A],
-    avail [M, n, A, U], keys [M], epsilon [M]) -> (hidden, actions [M, n, A], keys)``: the
-    shared agent step for every member and episode; each member's key is split once per
-    call and the unused half returned."""
+    avail [M, n, A, U], keys [M, n], t, epsilon [M]) -> (hidden, actions [M, n, A])``: the
+    shared agent step for every member and episode. Episode (m, e) acts at step t with
+    ``fold_in(keys[m, e], t)``, so its actions do not depend on how episodes are laid on
+    env copies (waves)."""
 
-    def one_member(params, hidden, obs, last, avail, key, epsilon):
-        key, act_key = jax.random.split(key)
-        act_keys = jax.random.split(act_key, obs.shape[0])
+    def one_member(params, hidden, obs, last, avail, keys, t, epsilon):
+        step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
         step = jax.vmap(agent_step, in_axes=(None, None, 0, 0, 0, 0, 0, None))
-        hidden, actions, _ = step(learner, params, hidden, obs, last, avail, act_keys, epsilon)
-        return hidden, actions, key
+        hidden, actions, _ = step(learner, params, hidden, obs, last, avail, step_keys, epsilon)
+        return hidden, actions
 
-    return jax.jit(jax.vmap(one_member))
+    return jax.jit(jax.vmap(one_member, in_axes=(0, 0, 0, 0, 0, 0, None, 0)))
 
 
 def draw_seeds(keys, n: int):
-    """Per member, the env seeds of ``n`` episodes and the first act key: ([M, n], [M])."""
+    """Per member, the env seeds and the act keys of ``n`` episodes: ([M, n], [M, n])."""
 
     def one(key):
         seed_key, act_key = jax.random.split(key)
-        return jax.random.randint(seed_key, (n,), 0, SEED_RANGE), act_key
+        return jax.random.randint(seed_key, (n,), 0, SEED_RANGE), jax.random.split(act_key, n)
 
     return jax.vmap(one)(keys)
 
@@ -122,7 +122,7 @@ class _WavePolicy:
     def __init__(self, act, params, keys, epsilon, shape, pairs, hidden_dim: int):
         m, n, a = shape
         self.act, self.params, self.keys, self.epsilon = act, params, keys, epsilon
-        self.shape, self.pairs = shape, np.asarray(pairs)
+        self.shape, self.pairs, self.t = shape, np.asarray(pairs), 0
         self.hidden = jnp.zeros((m, n, a, hidden_dim), jnp.float32)
         self.last = np.full((m * n, a), -1, np.int32)
 
@@ -135,10 +135,11 @@ class _WavePolicy:
     def __call__(self, obs: np.ndarray, avail: np.ndarray) -> np.ndarray:
         m, n, a = self.shape
         last = self.last.reshape(m, n, a)
-        self.hidden, actions, self.keys = self.act(
+        self.hidden, actions = self.act(
             self.params, self.hidden, self._full(obs), last, self._full(avail), self.keys,
-            self.epsilon,
+            self.t, self.epsilon,
         )
+        self.t += 1
         actions = np.asarray(actions).reshape(m * n, a)
         self.last[self.pairs] = actions[self.pairs]
         return actions[self.pairs]
@@ -157,12 +158,10 @@ def play_members(vec, act, agent_params, keys, epsilon, n: int, hidden_dim: int,
     fields = empty_episodes(vec.spec, total, obs_dtype)
     returns, lengths = np.zeros(total, np.float32), np.zeros(total, np.int32)
     info = {k: np.zeros(total, np.float32) for k in vec.info_keys}
-    keys_now = act_keys
     for start in range(0, total, len(vec)):
         pairs = np.arange(start, min(start + len(vec), total))
-        policy = _WavePolicy(act, agent_params, keys_now, epsilon, (m, n, a), pairs, hidden_dim)
+        policy = _WavePolicy(act, agent_params, act_keys, epsilon, (m, n, a), pairs, hidden_dim)
         out, ret, length, sums = play_wave(vec, policy, flat_seeds[start : pairs[-1] + 1], obs_dtype)
-        keys_now = policy.keys
         for k in fields:
             fields[k][pairs] = out[k]
         returns[pairs], lengths[pairs] = ret, length

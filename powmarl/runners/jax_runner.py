@@ -21,6 +21,7 @@ from powmarl.algos.base import Algorithm
 from powmarl.config import Config, HParams
 from powmarl.core.buffer import BufferState, buffer_init, buffer_insert, buffer_sample
 from powmarl.core.exploration import linear_epsilon
+from powmarl.envs.contract import replay_codec
 from powmarl.learner import Learner, LearnerState, make_learner
 from powmarl.runners.period import (
     bucketed_update,
@@ -64,49 +65,64 @@ def make_runner(cfg: Config | None, env, algo: Algorithm, seed_axis: str | None 
         from powmarl.settings import resolve
 
         cfg = resolve(algo, env).cfg
-    spec = env.spec
-    last_action = env.obs_last_action if cfg.obs_last_action is None else cfg.obs_last_action
-    agent_id = env.obs_agent_id if cfg.obs_agent_id is None else cfg.obs_agent_id
-    learner = make_learner(cfg, spec, algo, last_action, agent_id)
-    rollout = make_rollout(env, learner)
-    iters = iterations_per_chunk(cfg, spec.episode_limit)
-    num_envs = cfg.num_envs
-    ladder = length_ladder(spec.episode_limit, cfg.length_buckets, cfg.length_spacing)
-    decode = getattr(env, "replay_decode", None)
+    program = _Program(cfg, env, algo, seed_axis)
+    return Runner(
+        program.learner, program.init, program.run_chunk, program.rollout, program.iters
+    )
 
-    def expand(batch: EpisodeBatch) -> EpisodeBatch:
+
+class _Program:
+    """The pieces of one seed's compiled training program (see the module docstring)."""
+
+    def __init__(self, cfg: Config, env, algo: Algorithm, seed_axis: str | None):
+        spec = env.spec
+        last_action = env.obs_last_action if cfg.obs_last_action is None else cfg.obs_last_action
+        agent_id = env.obs_agent_id if cfg.obs_agent_id is None else cfg.obs_agent_id
+        self.cfg, self.spec = cfg, spec
+        self.learner = make_learner(cfg, spec, algo, last_action, agent_id)
+        self.rollout = make_rollout(env, self.learner)
+        self.iters = iterations_per_chunk(cfg, spec.episode_limit)
+        ladder = length_ladder(spec.episode_limit, cfg.length_buckets, cfg.length_spacing)
+        codec = replay_codec(env)
+        self.decode = None if codec is None else codec[1]
+        self.update = bucketed_update(self.learner, ladder, seed_axis, self.expand)
+
+    def expand(self, batch: EpisodeBatch) -> EpisodeBatch:
         """Restore obs, state and avail_actions where the env stores a compact record."""
-        if decode is None:
+        if self.decode is None:
             return batch
-        obs, state, avail_actions = decode(batch.obs)
+        obs, state, avail_actions = self.decode(batch.obs)
         return batch.replace(obs=obs, state=state, avail_actions=avail_actions)
 
-    update = bucketed_update(learner, ladder, seed_axis, expand)
-
-    def init(key: PRNGKey, env_params) -> RunnerState:
+    def init(self, key: PRNGKey, env_params) -> RunnerState:
+        cfg = self.cfg
         learner_key, run_key = jax.random.split(key)
-        example = _example_batch(env_params)
-        expanded = jax.eval_shape(expand, example)
+        example = self._example_batch(env_params)
+        expanded = jax.eval_shape(self.expand, example)
         return RunnerState(
-            learner=learner.init(learner_key, jax.tree.map(_zeros, expanded)),
+            learner=self.learner.init(learner_key, jax.tree.map(_zeros, expanded)),
             buffer=buffer_init(jax.tree.map(lambda x: x[0], example), cfg.buffer_size),
             key=run_key,
             t_env=jnp.zeros((), jnp.int32),
             episodes=jnp.zeros((), jnp.int32),
         )
 
-    def _example_batch(env_params):
+    def _example_batch(self, env_params):
         """A zero batch of the shapes and dtypes the rollout produces."""
-        shapes, _ = jax.eval_shape(_probe_rollout, env_params)
-        return jax.tree.map(lambda s: jnp.zeros((cfg.batch_size, *s.shape[1:]), s.dtype), shapes)
+        shapes, _ = jax.eval_shape(self._probe_rollout, env_params)
+        size = self.cfg.batch_size
+        return jax.tree.map(lambda s: jnp.zeros((size, *s.shape[1:]), s.dtype), shapes)
 
-    def _probe_rollout(env_params):
-        hidden = jnp.zeros((spec.num_agents, cfg.rnn_hidden_dim))
-        inputs = jnp.zeros((spec.num_agents, learner.input_dim))
-        params = learner.agent.init(jax.random.key(0), hidden, inputs)
-        return rollout(params, env_params, jax.random.key(0), 1.0, 1)
+    def _probe_rollout(self, env_params):
+        a = self.spec.num_agents
+        hidden = jnp.zeros((a, self.cfg.rnn_hidden_dim))
+        inputs = jnp.zeros((a, self.learner.input_dim))
+        params = self.learner.agent.init(jax.random.key(0), hidden, inputs)
+        return self.rollout(params, env_params, jax.random.key(0), 1.0, 1)
 
-    def iteration(state: RunnerState, it: Array, hp: HParams, env_params):
+    def iteration(self, state: RunnerState, it: Array, hp: HParams, env_params):
+        """E episodes, insert them, and one learner call when the schedule says so."""
+        cfg = self.cfg
         key, rollout_key, sample_key = jax.random.split(state.key, 3)
         epsilon = linear_epsilon(
             state.t_env.astype(jnp.float32),
@@ -115,14 +131,14 @@ def make_runner(cfg: Config | None, env, algo: Algorithm, seed_axis: str | None 
             hp.epsilon_anneal_time,
         )
         agent_params = state.learner.params["agent"]
-        episodes, stats = rollout(agent_params, env_params, rollout_key, epsilon, num_envs)
+        episodes, stats = self.rollout(agent_params, env_params, rollout_key, epsilon, cfg.num_envs)
         t_env = state.t_env + stats.lengths.sum()
         buffer = buffer_insert(state.buffer, episodes)
         can_learn, first_call, update_targets = schedule(it, cfg)
 
         def learn(learner_state):
             batch = buffer_sample(buffer, sample_key, cfg.batch_size)
-            return update(learner_state, batch, hp, t_env, first_call, update_targets)
+            return self.update(learner_state, batch, hp, t_env, first_call, update_targets)
 
         def skip(learner_state):
             _, shapes = jax.eval_shape(learn, learner_state)
@@ -134,7 +150,7 @@ def make_runner(cfg: Config | None, env, algo: Algorithm, seed_axis: str | None 
             buffer=buffer,
             key=key,
             t_env=t_env,
-            episodes=state.episodes + num_envs,
+            episodes=state.episodes + cfg.num_envs,
         )
         out = {
             "learned": can_learn.astype(jnp.float32),
@@ -144,17 +160,16 @@ def make_runner(cfg: Config | None, env, algo: Algorithm, seed_axis: str | None 
         }
         return new_state, out
 
-    def run_chunk(state: RunnerState, hp: HParams, env_params, it0: Array):
+    def run_chunk(self, state: RunnerState, hp: HParams, env_params, it0: Array):
         """``iters`` iterations then a greedy evaluation; ``it0`` is the shared iteration index."""
 
         def body(s, it):
-            return iteration(s, it, hp, env_params)
+            return self.iteration(s, it, hp, env_params)
 
-        state, per_iter = jax.lax.scan(body, state, it0 + jnp.arange(iters, dtype=jnp.int32))
+        its = it0 + jnp.arange(self.iters, dtype=jnp.int32)
+        state, per_iter = jax.lax.scan(body, state, its)
         key, eval_key = jax.random.split(state.key)
         state = state.replace(key=key)
         agent_params = state.learner.params["agent"]
-        _, stats = rollout(agent_params, env_params, eval_key, 0.0, cfg.test_nepisode)
+        _, stats = self.rollout(agent_params, env_params, eval_key, 0.0, self.cfg.test_nepisode)
         return state, reduce_period(per_iter, stats, state.t_env, state.episodes)
-
-    return Runner(learner, init, run_chunk, rollout, iters)

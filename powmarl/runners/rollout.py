@@ -13,6 +13,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from powmarl.envs.contract import replay_codec
 from powmarl.learner import Learner
 from powmarl.runners.acting import agent_step, initial_hidden, no_last_actions
 from powmarl.types import Array, EpisodeBatch, PRNGKey
@@ -41,32 +42,36 @@ def _zero_unless(alive, x):
     return jnp.where(alive, x, jnp.zeros_like(x))
 
 
-def make_rollout(env, learner: Learner):
-    """Return ``rollout(agent_params, env_params, key, epsilon, num_envs) -> (EpisodeBatch, stats)``."""
-    spec = env.spec
-    # an env may have the buffer keep a compact per-step record instead of obs, state and
-    # avail_actions (``replay_encode``; the runner restores them with ``replay_decode``)
-    encode = getattr(env, "replay_encode", None)
+class _Rollout:
+    """``rollout(agent_params, env_params, key, epsilon, num_envs) -> (EpisodeBatch, stats)``
+    for one env and learner."""
 
-    def stored(ts, env_state, keep):
+    def __init__(self, env, learner: Learner):
+        self.env, self.learner, self.spec = env, learner, env.spec
+        # an env may have the buffer keep a compact per-step record instead of obs, state
+        # and avail_actions (its replay codec; the runner restores them with the decoder)
+        codec = replay_codec(env)
+        self.encode = None if codec is None else codec[0]
+
+    def stored(self, ts, env_state, keep):
         """What the buffer keeps of one step, zeroed unless ``keep``."""
-        if encode is None:
+        if self.encode is None:
             kept = {"obs": ts.obs, "state": ts.state, "avail_actions": ts.avail_actions}
         else:
-            kept = {"obs": encode(env_state), "state": None, "avail_actions": None}
+            kept = {"obs": self.encode(env_state), "state": None, "avail_actions": None}
         return jax.tree.map(lambda x: _zero_unless(keep, x), kept)
 
-    def env_step(carry: _Carry, agent_params, env_params, epsilon):
+    def env_step(self, carry: _Carry, agent_params, env_params, epsilon):
         key, act_key, step_key = jax.random.split(carry.key, 3)
         ts = carry.timestep
         hidden, actions, _ = agent_step(
-            learner, agent_params, carry.hidden, ts.obs, carry.last_actions, ts.avail_actions,
-            act_key, epsilon,
-        )
-        next_ts, env_state = env.step(step_key, carry.env_state, actions, env_params)
+            self.learner, agent_params, carry.hidden, ts.obs, carry.last_actions,
+            ts.avail_actions, act_key, epsilon,
+        )  # fmt: skip
+        next_ts, env_state = self.env.step(step_key, carry.env_state, actions, env_params)
         alive = carry.alive
         record = {
-            "slots": stored(ts, carry.env_state, alive),
+            "slots": self.stored(ts, carry.env_state, alive),
             "actions": _zero_unless(alive, actions).astype(jnp.uint8),
             "reward": _zero_unless(alive, next_ts.reward),
             "terminated": alive & next_ts.terminated,
@@ -86,13 +91,14 @@ def make_rollout(env, learner: Learner):
         )
         return new_carry, record
 
-    def episode(agent_params, env_params, key, epsilon):
+    def episode(self, agent_params, env_params, key, epsilon):
+        spec = self.spec
         reset_key, run_key = jax.random.split(key)
-        ts, env_state = env.reset(reset_key, env_params)
+        ts, env_state = self.env.reset(reset_key, env_params)
         carry = _Carry(
             timestep=ts,
             env_state=env_state,
-            hidden=initial_hidden(learner, spec.num_agents),
+            hidden=initial_hidden(self.learner, spec.num_agents),
             last_actions=no_last_actions(spec.num_agents),
             alive=jnp.ones((), bool),
             key=run_key,
@@ -102,12 +108,12 @@ def make_rollout(env, learner: Learner):
         )
 
         def body(c, _):
-            return env_step(c, agent_params, env_params, epsilon)
+            return self.env_step(c, agent_params, env_params, epsilon)
 
         carry, rec = jax.lax.scan(body, carry, None, length=spec.episode_limit)
         # slot T holds the observation after the last step when the episode ran to the limit
         full = carry.length == spec.episode_limit
-        last = stored(carry.timestep, carry.env_state, full)
+        last = self.stored(carry.timestep, carry.env_state, full)
         slots = jax.tree.map(lambda r, x: jnp.concatenate([r, x[None]]), rec["slots"], last)
         batch = EpisodeBatch(
             **slots,
@@ -118,10 +124,14 @@ def make_rollout(env, learner: Learner):
         )
         return batch, EpisodeStats(carry.ret, carry.length, carry.info)
 
-    def rollout(agent_params, env_params, key, epsilon, num_envs: int):
+    def __call__(self, agent_params, env_params, key, epsilon, num_envs: int):
         keys = jax.random.split(key, num_envs)
-        return jax.vmap(episode, in_axes=(None, None, 0, None))(
+        return jax.vmap(self.episode, in_axes=(None, None, 0, None))(
             agent_params, env_params, keys, epsilon
         )
 
-    return rollout
+
+def make_rollout(env, learner: Learner):
+    """Return ``rollout(agent_params, env_params, key, epsilon, num_envs) -> (EpisodeBatch,
+    stats)``: E whole episodes of at most T steps, padded (module docstring)."""
+    return _Rollout(env, learner)

@@ -1,0 +1,146 @@
+"""Behaviour every backend must have, checked once per backend from one parametrised test:
+exact resume after SIGKILL, falling back from a corrupt checkpoint, a finished run left
+alone, the NaN stop, evaluation equal to the final training evaluation, metric names.
+
+``jax``: the POW matrix game as a JAX env; ``host``: the same game as a NumPy env
+(``matrix_host``) trained by the host backend with its copies in 2 worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import powmarl
+from powmarl.api import evaluate, resume, run_status
+from powmarl.cli import main
+from powmarl.io import checkpoint
+from powmarl.io.run_dir import read_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+ENVS = {"jax": "matrix_pow", "host": "matrix_host"}
+SMALL = {
+    "batch_size": 32,
+    "buffer_size": 200,
+    "test_interval": 1000,
+    "rnn_hidden_dim": 16,
+    "mixing_embed_dim": 8,
+    "hypernet_embed": 16,
+    "checkpoint_interval": 2000,
+}
+T_MAX = 8000
+#: Every run's rows carry these names, whatever the backend.
+METRICS = (
+    "seed", "t_env", "episodes", "eval/return_mean", "eval/return_std", "eval/ep_length_mean",
+    "train/return_mean", "train/ep_length_mean", "train/epsilon", "train/learner_calls",
+    "train/loss", "train/loss_q_tot", "train/grad_norm", "time/env_steps_per_s",
+    "time/elapsed_s",
+)  # fmt: skip
+
+
+def learning_rows(rows):
+    """Metrics without the wall-clock columns, which legitimately differ between runs."""
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+
+def train_args(backend: str, run_dir: Path) -> list[str]:
+    return [
+        "train", "--algo", "qmix", "--env", ENVS[backend], "--seeds", "0-1", "--t-max",
+        str(T_MAX), "--run-dir", str(run_dir), "--no-progress",
+        *[a for k, v in SMALL.items() for a in ("--set", f"{k}={v}")],
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=sorted(ENVS))
+def reference(request, tmp_path_factory):
+    """(backend, run dir, result) of an uninterrupted run."""
+    run_dir = tmp_path_factory.mktemp(request.param) / "run"
+    result = powmarl.train(
+        "qmix", ENVS[request.param], seeds=[0, 1], run_dir=run_dir, progress=False,
+        num_workers=2, **{**SMALL, "t_max": T_MAX},
+    )  # fmt: skip
+    return request.param, run_dir, result
+
+
+def test_rows_have_the_shared_metric_names(reference):
+    backend, _, result = reference
+    assert result.backend.kind == backend
+    rows = [r for r in result.metrics if r["seed"] == 0]
+    assert [r["t_env"] for r in rows] == list(range(1000, T_MAX + 1, 1000))
+    for name in METRICS:
+        assert name in rows[0], name
+    assert rows[1]["train/learner_calls"] == 125 and rows[0]["episodes"] == 1000
+
+
+def test_kill_9_then_resume_matches_uninterrupted(reference, tmp_path):
+    backend, ref_dir, result = reference
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "powmarl.cli", *train_args(backend, run_dir)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    metrics = run_dir / "metrics.jsonl"
+    # kill between checkpoints: after 3 evaluations (of 2 seeds) have been logged
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and metrics.read_text().count("\n") >= 2 * 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert run_status(run_dir) == "partial"
+    resumed = resume(run_dir, progress=False)
+    assert run_status(run_dir) == "finished"
+    assert learning_rows(read_metrics(run_dir)) == learning_rows(read_metrics(ref_dir))
+    for a, b in zip(jax_leaves(resumed.params), jax_leaves(result.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)
+
+
+def test_resume_with_corrupt_newest_checkpoint_falls_back(reference, tmp_path, capsys):
+    _, ref_dir, _ = reference
+    run_dir = tmp_path / "copy"
+    shutil.copytree(ref_dir, run_dir)
+    checkpoint.list_checkpoints(run_dir)[-1].with_suffix(".npz").write_bytes(b"truncated")
+    assert main(["resume", str(run_dir), "--no-progress"]) == 0
+    assert "checksum mismatch" in capsys.readouterr().err
+    assert learning_rows(read_metrics(run_dir)) == learning_rows(read_metrics(ref_dir))
+
+
+def test_resume_of_a_finished_run_does_nothing(reference, capsys):
+    _, ref_dir, _ = reference
+    before = (ref_dir / "metrics.jsonl").read_text()
+    assert main(["resume", str(ref_dir), "--no-progress"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert (ref_dir / "metrics.jsonl").read_text() == before
+
+
+def test_eval_equals_the_final_training_evaluation(reference):
+    """Greedy play of a one-step game is deterministic: ``evaluate`` of the last checkpoint
+    gives each member's final training-time evaluation."""
+    _, ref_dir, result = reference
+    rows = evaluate(ref_dir, episodes=3)
+    assert [(r["seed"], r["t_env"]) for r in rows] == [(0, T_MAX), (1, T_MAX)]
+    np.testing.assert_allclose([r["return_mean"] for r in rows], result.final_eval_return)
+
+
+@pytest.mark.parametrize("backend", sorted(ENVS))
+def test_nan_loss_stops_with_step_and_metric(backend, tmp_path, capsys):
+    args = train_args(backend, tmp_path / "nan")
+    code = main([*args, "--t-max", "3000", "--set", "lr=1e30"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "train/loss" in err and "is nan" in err and "env step 1000" in err
+    assert "no checkpoint had been written yet" in err
