@@ -37,14 +37,11 @@ import time
 from pathlib import Path
 
 import throughput
+from suite_jobs import SMAX_ENV, SMAX_OVERRIDES, TINY_ENV, TINY_OVERRIDES, TRAIN_PRESETS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 JOBS = HERE / "suite_jobs.py"
-
-from suite_jobs import SMAX_ENV, SMAX_OVERRIDES, TINY_ENV, TINY_OVERRIDES
-
-TRAIN_PRESETS = ("pow_qmix_stag_hunt_p4", "qmix_stag_hunt_p4")
 
 
 @dataclasses.dataclass
