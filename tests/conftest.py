@@ -1,4 +1,5 @@
-"""Suite-wide test setup: JAX's key-reuse checker (DESIGN sec. 7), a compilation cache.
+"""Suite-wide test setup: JAX's key-reuse checker (DESIGN sec. 7), a compilation cache,
+and how the suite is spread over pytest-xdist workers.
 
 The checker is not switched on for the whole suite because ``tests/test_stag_hunt.py``
 replays keys on purpose to test determinism.
@@ -7,7 +8,13 @@ Instead, test modules whose library code is expected to be key-clean (core, netw
 learner, runners, CLI) opt in with ``pytestmark = pytest.mark.usefixtures("key_reuse_check")``.
 Set ``POWMARL_KEY_REUSE=1`` to turn the checker on for everything.
 
-A per-session JAX compilation cache speeds up tests that compile the same programs.
+A per-session JAX compilation cache speeds up tests that compile the same programs; the
+xdist workers and the subprocesses tests start inherit it from the controlling process.
+
+Workers (``-n auto`` in pyproject.toml): the whole suite (``make test``, ``pytest -q``, or
+``-m slow``) runs on ``min(cores, 4)`` worker processes; a run that names test files or
+ids runs in this one process (quicker to start for a single file). ``-n N`` on the command
+line, or ``PYTEST_XDIST_AUTO_NUM_WORKERS=N``, chooses for yourself; ``-n 0`` turns it off.
 """
 
 from __future__ import annotations
@@ -32,9 +39,48 @@ import pytest
 if os.environ.get("POWMARL_KEY_REUSE") == "1":
     jax.config.update("jax_debug_key_reuse", True)
 
+#: more workers than this gain little (the longest tests run ~1 min each) and cost memory
+MAX_WORKERS = 4
+
 
 @pytest.fixture
 def key_reuse_check():
     """Run the test with JAX's key-reuse checker on: any reused PRNG key raises KeyReuseError."""
     with jax.debug_key_reuse(True):
         yield
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per core (at most MAX_WORKERS) for the whole suite, none
+    (this process) when the command line names what to run."""
+    chosen = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if chosen:
+        return int(chosen)
+    if config.args_source == pytest.Config.ArgsSource.ARGS:
+        return 0
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under ``--dist loadgroup``, keep the tests of a module that share a module-scoped
+    fixture (one training serving several tests) on one worker, so it is built once; every
+    other test is handed to whichever worker is free. Runs before xdist reads the marks."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None and _shares_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def _shares_module_fixture(item) -> bool:
+    """Whether the test requests a wider-than-function fixture of its own module (autouse
+    ones, such as test_learner's config switch, are cheap and do not count)."""
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in info.name2fixturedefs.values() if info is not None else ():
+        fixture = defs[-1]
+        if (
+            fixture.scope in ("module", "package")
+            and not getattr(fixture, "_autouse", False)
+            and fixture.func.__module__ == item.module.__name__
+        ):
+            return True
+    return False
