@@ -1,7 +1,22 @@
 """The paper's matrix-game results (notes sec. 5.1), fixed seeds 0-4, uniform exploration.
 
-The CI versions stop POW early (it settles within ~4k env steps; see docs/results.md);
-the ``slow`` versions run every algorithm at the paper's 50k-step budget.
+Every check is made on the greedy joint action of each seed (its payoff in the game).
+The ``slow`` versions train every algorithm to the paper's 50k-step budget and check the
+action at its end. The CI versions are cheaper:
+
+- POW runs 8k steps (it settles within ~4k env steps; see docs/results.md).
+- CW-QMIX, which must find the optimum, ends at the first evaluation (one per 1000 steps)
+  at which every seed's greedy action has been the optimum (A,A) for ``HELD``
+  evaluations in a row, or at 50k steps; it then asserts on the action where it ended.
+  Stopped early, it checks "every seed reaches the optimum and holds it for HELD
+  evaluations within the 50k budget", not "every seed is there at 50k" (the slow version
+  checks that). In the recorded run every seed holds the optimum from 6k steps to 50k, so
+  it ends at 15k.
+- ResQ trains the full 50k steps: its greedy actions keep flipping between 8, 7.9 and
+  -12 in some seed until ~47k (seed 1 is at 7.9 at 47k), so no earlier point settles it.
+- QMIX, OW-QMIX and VDN, which must *miss* it, train the full 50k steps too: that an
+  action is sub-optimal early on says nothing (an untrained network misses the optimum
+  too), so no earlier point settles these checks.
 """
 
 import numpy as np
@@ -11,53 +26,91 @@ import powmarl
 from powmarl.envs import POW_PAYOFF, WQMIX_PAYOFF
 
 SEEDS = [0, 1, 2, 3, 4]
-POW_TABLE = np.asarray(POW_PAYOFF, dtype=np.float32)
-WQMIX_TABLE = np.asarray(WQMIX_PAYOFF, dtype=np.float32)
+TABLES = {
+    "matrix_pow": np.asarray(POW_PAYOFF, dtype=np.float32),
+    "matrix_wqmix": np.asarray(WQMIX_PAYOFF, dtype=np.float32),
+}
+OPTIMUM = 8.0
+#: consecutive evaluations (1000 env steps apart) at the optimum that end a CI run early
+HELD = 10
 
 
-def _train(algo: str, env_id: str, t_max: int):
+def _train(algo: str, env_id: str, t_max: int, stop_when=None):
+    """Train the five seeds; return the result, each seed's one-step tables, and the payoff
+    of each seed's greedy joint action [5]."""
     result = powmarl.train(
-        algo, powmarl.envs.make(env_id), seeds=SEEDS, t_max=t_max, progress=False
-    )
+        algo, powmarl.envs.make(env_id), seeds=SEEDS, t_max=t_max, progress=False,
+        stop_when=stop_when,
+    )  # fmt: skip
     tables = result.tables()
-    table = POW_TABLE if env_id == "matrix_pow" else WQMIX_TABLE
-    payoffs = np.asarray([table[tuple(t["greedy_actions"])] for t in tables])
+    payoffs = np.asarray([TABLES[env_id][tuple(t["greedy_actions"])] for t in tables])
     return result, tables, payoffs
+
+
+def held_optimum(rows) -> bool:
+    """``stop_when``: every seed's greedy test return (= its payoff: the game is one step
+    and deterministic) was the optimum at each of the last HELD evaluations."""
+    last = rows[-HELD * len(SEEDS) :]
+    return len(last) == HELD * len(SEEDS) and all(
+        abs(row["eval/return_mean"] - OPTIMUM) < 1e-3 for row in last
+    )
+
+
+def all_optimal(payoffs) -> bool:
+    return payoffs.tolist() == [OPTIMUM] * len(SEEDS)
+
+
+def at_most_two_optimal(payoffs) -> bool:
+    return int((payoffs == OPTIMUM).sum()) <= 2
+
+
+def at_least_four_suboptimal(payoffs) -> bool:
+    return int((payoffs < OPTIMUM).sum()) >= 4
+
+
+#: (algo, env id, check on the greedy payoffs at the end of training)
+MISS_CASES = [
+    ("qmix", "matrix_pow", at_most_two_optimal),  # monotonic QMIX misses (A,A) in most
+    ("ow_qmix", "matrix_pow", at_most_two_optimal),  # so do OW-QMIX's optimistic weights
+    ("qmix", "matrix_wqmix", at_least_four_suboptimal),  # the classic failure: QMIX and VDN
+    ("vdn", "matrix_wqmix", at_least_four_suboptimal),  # settle sub-optimally (>= 4 of 5)
+]
+
+
+def _case_id(case) -> str:
+    return f"{case[0]}-{case[1]}"
 
 
 @pytest.mark.parametrize("algo", ["pow_qmix", "pow_vdn", "pow_qplex"])
 def test_pow_family_finds_the_optimum_and_recognises_the_payoff(algo):
     """POW on QMIX, VDN, QPLEX: greedy joint action (A,A) = 8 in every seed; Q_r ~ payoff."""
     _result, tables, payoffs = _train(algo, "matrix_pow", t_max=8_000)
-    assert payoffs.tolist() == [8.0] * 5, payoffs
+    assert all_optimal(payoffs), payoffs
     for t in tables:
-        assert np.abs(t["recogniser"] - POW_TABLE).max() < 0.5, t["recogniser"]
+        assert np.abs(t["recogniser"] - TABLES["matrix_pow"]).max() < 0.5, t["recogniser"]
 
 
 def test_cw_qmix_finds_the_optimum():
-    """CW-QMIX reaches (A,A) = 8 in every seed of the POW game."""
-    _, _, payoffs = _train("cw_qmix", "matrix_pow", t_max=50_000)
-    assert payoffs.tolist() == [8.0] * 5, payoffs
+    """CW-QMIX reaches (A,A) = 8 in every seed of the POW game: at 50k steps, or earlier
+    once every seed has held it for HELD evaluations (module docstring)."""
+    result, _, payoffs = _train("cw_qmix", "matrix_pow", t_max=50_000, stop_when=held_optimum)
+    assert all_optimal(payoffs), (payoffs, f"ended at {result.t_env.max():.0f} steps")
 
 
 def test_resq_finds_the_optimum():
-    """ResQ reaches (A,A) = 8 in every seed of the POW game."""
+    """ResQ reaches (A,A) = 8 in every seed of the POW game (at 50k steps)."""
     _, _, payoffs = _train("resq", "matrix_pow", t_max=50_000)
-    assert payoffs.tolist() == [8.0] * 5, payoffs
+    assert all_optimal(payoffs), payoffs
 
 
-@pytest.mark.parametrize("algo", ["qmix", "ow_qmix"])
-def test_qmix_and_ow_qmix_miss_the_optimum(algo):
-    """QMIX (monotonic) and OW-QMIX (optimistic weights) miss (A,A) in most seeds."""
-    _, _, payoffs = _train(algo, "matrix_pow", t_max=50_000)
-    assert (payoffs == 8.0).sum() <= 2, payoffs
-
-
-@pytest.mark.parametrize("algo", ["qmix", "vdn"])
-def test_monotonic_methods_settle_suboptimally_on_the_wqmix_game(algo):
-    """The classic failure: QMIX and VDN settle on a sub-optimal action in >= 4 of 5 seeds."""
-    _, _, payoffs = _train(algo, "matrix_wqmix", t_max=50_000)
-    assert (payoffs < 8.0).sum() >= 4, payoffs
+@pytest.mark.parametrize("case", MISS_CASES, ids=_case_id)
+def test_misses_the_optimum(case):
+    """At 50k steps: QMIX (monotonic) and OW-QMIX (optimistic weights) miss (A,A) in most
+    seeds of the POW game; QMIX and VDN settle sub-optimally in >= 4 of 5 seeds of the
+    WQMIX game."""
+    algo, env_id, check = case
+    _, _, payoffs = _train(algo, env_id, t_max=50_000)
+    assert check(payoffs), payoffs
 
 
 @pytest.mark.slow
@@ -65,6 +118,13 @@ def test_monotonic_methods_settle_suboptimally_on_the_wqmix_game(algo):
 def test_pow_family_at_the_paper_budget(algo):
     """POW at the paper's 50k steps: optimum in every seed, Q_r reproduces the payoff."""
     _, tables, payoffs = _train(algo, "matrix_pow", t_max=50_000)
-    assert payoffs.tolist() == [8.0] * 5, payoffs
+    assert all_optimal(payoffs), payoffs
     for t in tables:
-        assert np.abs(t["recogniser"] - POW_TABLE).max() < 0.5, t["recogniser"]
+        assert np.abs(t["recogniser"] - TABLES["matrix_pow"]).max() < 0.5, t["recogniser"]
+
+
+@pytest.mark.slow
+def test_cw_qmix_finds_the_optimum_at_the_paper_budget():
+    """CW-QMIX: (A,A) in every seed at the end of the full 50k steps."""
+    _, _, payoffs = _train("cw_qmix", "matrix_pow", t_max=50_000)
+    assert all_optimal(payoffs), payoffs
