@@ -250,7 +250,7 @@ def test_csv_sink(run_example, tmp_path):
     for line, row in zip(rows, jsonl):
         assert float(line["eval/return_mean"]) == row["eval/return_mean"]
     text = (run_dir / "metrics.csv").read_text().splitlines()
-    assert text[0].startswith("seed,t_env,episodes,") and len(text) == 5
+    assert text[0].startswith("seed,") and ",t_env," in text[0] and len(text) == 5
     with pytest.raises(ValueError, match=doc_says("sink: 'csv' is already registered")):
         sinks.register(sinks.SINKS["csv"])
     with pytest.raises(ValueError, match=doc_says("loggers: unknown backend 'cvs'; allowed: csv")):
