@@ -105,7 +105,9 @@ def test_every_python_block_is_run_and_every_example_prints_what_the_page_shows(
     assert set(examples()["sink"].files) == {"csv_sink.py"}
 
 
-def test_algorithm_with_its_own_hyperparameter(run_example, tmp_path):
+def test_algorithm_with_its_own_hyperparameter(run_example, tmp_path, capsys):
+    from powmarl.cli import main
+
     ns = run_example("algorithm")
     result = ns["result"]
     assert "hysteretic_qmix" in algos.registered()
@@ -117,6 +119,9 @@ def test_algorithm_with_its_own_hyperparameter(run_example, tmp_path):
     assert all(r["t_env"] <= 400 for r in rows) and max(r["t_env"] for r in rows) == 400
     learned = [r for r in rows if r["train/learner_calls"] > 0]
     assert learned and all(r["train/weight_mean"] == 1.0 for r in learned if r["hp/beta"] == 1)
+    assert main(["list"]) == 0  # the page: `powmarl list` shows beta under [hysteretic_qmix]
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("beta "))
+    assert "[hysteretic_qmix]" in line and "in [0.0, 1.0]" in line
     _algorithm_errors(ns["make_hysteretic_qmix"])
 
 
