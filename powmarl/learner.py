@@ -218,6 +218,11 @@ def _loss_fn(parts: _Parts, diff, agent_qs, ctx: LossContext, hp: HParams):
     q_tot = parts.mixer.apply(diff["mixer"], mix)  # [B, T]
     ctx = ctx.replace(q_tot=jax.lax.stop_gradient(q_tot))
     weights = jax.lax.stop_gradient(algo.weighting(ctx, hp))  # [B, T]
+    if weights.shape != ctx.mask.shape:  # a [B] or [T] result would broadcast silently
+        raise ValueError(
+            f"{algo.name}: the weighting rule must return weights of shape [B, T] = "
+            f"{tuple(ctx.mask.shape)}, got {tuple(weights.shape)}"
+        )
     q_fit = q_tot
     for e in parts.joint:
         term = e.residual(diff["extras"][e.name], ctx, hp)

@@ -29,8 +29,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from powmarl.config import Config, HParams
-
 ALLOWED_KEYS = ("algos", "envs", "seeds", "t_max", "set", "grid", "loggers")
 
 
@@ -132,7 +130,7 @@ def expand(grid: dict[str, Any], out_dir: str | Path) -> list[RunSpec]:
     fixed = dict(grid.get("set") or {})
     if "t_max" in grid:
         fixed["t_max"] = grid["t_max"]
-    traced, static = _split_grid(grid.get("grid") or {})
+    traced, static = _split_grid(grid.get("grid") or {}, algo_ids)
     loggers = _loggers(grid.get("loggers", []))
     names = sorted(static)
     runs = []
@@ -170,11 +168,25 @@ def _loggers(value) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _split_grid(grid: dict[str, Any]) -> tuple[dict[str, list[float]], dict[str, list[Any]]]:
+def _setting_names(algo_ids) -> tuple[set[str], set[str]]:
+    """(traced, static) setting names of the grid's algorithms: the library's fields and
+    every hyperparameter one of them declares."""
+    from powmarl import algos, settings
+
+    traced, static = set(), set()
+    for algo_id in algo_ids:
+        cfg, hp = settings.base_settings(algos.make(algo_id))
+        traced.update(settings.traced_names(hp))
+        static.update(settings.static_names(cfg))
+    return traced, static
+
+
+def _split_grid(
+    grid: dict[str, Any], algo_ids
+) -> tuple[dict[str, list[float]], dict[str, list[Any]]]:
     if not isinstance(grid, dict):
         raise ValueError("sweep: grid must map setting names to lists of values")  # noqa: TRY004
-    traced_names = {f.name for f in dataclasses.fields(HParams)}
-    static_names = {f.name for f in dataclasses.fields(Config)}
+    traced_names, static_names = _setting_names(algo_ids)
     traced, static = {}, {}
     for name, values in grid.items():
         if not isinstance(values, list) or not values:

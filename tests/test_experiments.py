@@ -212,7 +212,7 @@ def test_stag_hunt_episode_renders(tmp_path):
     init_key, play_key = jax.random.split(jax.random.key(3))
     state = jax.jit(runner.init)(init_key, env.default_params())
     frames = render.play_episode(
-        runner, env, state.learner.params["agent"], env.default_params(), play_key
+        runner.learner, env, state.learner.params["agent"], env.default_params(), play_key
     )
     assert 2 <= len(frames) <= 7 and frames[-1]["actions"] is None
     path = render.write_gif(

@@ -6,7 +6,6 @@ but ``time/*``) and the final parameters of qmix and pow_qmix on ``matrix_pow`` 
 import json
 
 import pytest
-
 from golden_runs import DATA, RUNS, comparable_rows, param_digests, train
 
 

@@ -368,3 +368,14 @@ def test_remat_agent_gives_the_same_update(algo_name):
         )
         assert trees_equal(ref[0].params, state0.params)
         assert_same_update(ref, (state0, state1, jax.device_get(metrics)))
+
+
+def per_episode_weights(ctx, hp):
+    return jnp.ones(ctx.targets.shape[0])  # [B]: would broadcast against [B, T]
+
+
+def test_weighting_rule_of_the_wrong_shape_is_an_error():
+    """A rule must return [B, T]; a [B] result fails at compile time, naming the algorithm."""
+    _, batch = env_and_batch("matrix_pow")
+    with pytest.raises(ValueError, match=r"probe_qmix: the weighting rule must return weights"):
+        run_update(qmix_with(per_episode_weights), "matrix_pow", batch)

@@ -237,18 +237,24 @@ def _pickles(obj: Any) -> bool:
     return True
 
 
+def _rebuild(factory: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """A copy made by a registered factory with the registered arguments, checked."""
+    return checked(factory(**kwargs))
+
+
 def copy_factory(env: Any) -> Callable[[], Any] | None:
     """A zero-argument factory making a fresh equal copy of ``env``, or None when none works.
 
-    In order: the registry again with the same arguments (``functools.partial(make, env_id,
-    **kwargs)``), the env's ``clone``, unpickling a pickle of the env. A factory that
-    pickles (for 'spawn' worker processes) is preferred; otherwise an in-process one is
-    returned. The registry factory needs ``env_id`` registered in the process that calls it
-    (the built-in ids always are)."""
+    In order: the factory registered for the env's id, with the same arguments; the env's
+    ``clone``; unpickling a pickle of the env. A factory that pickles (for 'spawn' worker
+    processes) is preferred; otherwise an in-process one is returned. A registered factory
+    pickles by module and name, so a worker imports the module that defines it."""
     made = identity(env)
     candidates = []
     if made is not None:
-        candidates.append(functools.partial(registry.make, made[0], **made[1]))
+        # the registered factory itself, not ``make(env_id)``: it pickles by module and name,
+        # so a spawned worker imports the user's module even if it never registered the id
+        candidates.append(functools.partial(_rebuild, registry.factory(made[0]), made[1]))
     clone = _hook(env, "clone")
     if clone is not None:
         candidates.append(clone)

@@ -39,6 +39,11 @@ def env_kwargs(env_id: str) -> dict[str, object]:
     }
 
 
+def factory(env_id: str) -> Callable[..., MultiAgentEnv]:
+    """The factory registered under ``env_id``."""
+    return _lookup(env_id)
+
+
 def _lookup(env_id: str) -> Callable[..., MultiAgentEnv]:
     if env_id not in _REGISTRY:
         raise ValueError(f"env: unknown id {env_id!r}; allowed: {', '.join(sorted(_REGISTRY))}")

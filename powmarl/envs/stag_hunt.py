@@ -211,68 +211,12 @@ class StagHunt(JaxEnvDefaults):
         stag_order = _random_order(key_stags, p)
         move_draws = jax.random.uniform(key_moves, (p,))
         actions = jnp.clip(jnp.asarray(actions).astype(jnp.int32), 0, NUM_ACTIONS - 1)
-        deltas = jnp.asarray(ACTION_DELTAS)[actions]  # [A, 2]
-        dirs = jnp.asarray(ACTION_DELTAS[:4])  # [4, 2]
-
-        def occupied(cells, agent_pos, frozen, stag_pos, stag_alive):
-            """[..., 2] cells -> [...] whether a non-frozen agent or live stag is there."""
-            on_agent = jnp.all(cells[..., None, :] == agent_pos, -1) & ~frozen
-            on_stag = jnp.all(cells[..., None, :] == stag_pos, -1) & stag_alive
-            return jnp.any(on_agent, -1) | jnp.any(on_stag, -1)
-
-        def inside(cells):
-            return jnp.all((cells >= 0) & (cells < g), -1)
-
         # 1. agents move sequentially in random order
-        def move_agent(k, agent_pos):
-            i = agent_order[k]
-            pos = agent_pos[i]
-            target = pos + deltas[i]
-            is_frozen = state.frozen[i]
-            ok = ~is_frozen & inside(target)
-            ok &= ~occupied(target, agent_pos, state.frozen, state.stag_pos, state.stag_alive)
-            return agent_pos.at[i].set(jnp.where(ok, target, pos))
-
-        agent_pos = jax.lax.fori_loop(0, n, move_agent, state.agent_pos)
-
+        agent_pos = _move_agents(state, actions, agent_order, g)
         # 2. stags: capture check, then (if not captured) a random move, one at a time
-        catching = actions == CATCH
-
-        def visit_stag(k, carry):
-            frozen, stag_pos, stag_alive, reward, captures, misses = carry
-            j = stag_order[k]
-            alive = stag_alive[j]
-            pos = stag_pos[j]
-            adjacent = jnp.sum(jnp.abs(agent_pos - pos), -1) == 1
-            catchers = adjacent & catching & ~frozen
-            num = jnp.sum(catchers)
-            captured = alive & (num >= CATCHERS_NEEDED)
-            missed = alive & (num > 0) & ~captured
-            frozen = frozen | (catchers & captured)
-            stag_alive = stag_alive.at[j].set(alive & ~captured)
-            # random move to a free neighbour (the stag's own cell is never a neighbour)
-            nbrs = pos + dirs  # [4, 2]
-            free = inside(nbrs) & ~occupied(nbrs, agent_pos, frozen, stag_pos, stag_alive)
-            num_free = jnp.sum(free)
-            draw = move_draws[j]
-            pick = jnp.minimum((draw * num_free).astype(jnp.int32), num_free - 1)
-            chosen = free & (jnp.cumsum(free) - 1 == pick)
-            new_pos = jnp.sum(jnp.where(chosen[:, None], nbrs, 0), 0)
-            moves = alive & ~captured & (num_free > 0)
-            stag_pos = stag_pos.at[j].set(jnp.where(moves, new_pos, pos))
-            reward = (
-                reward
-                + jnp.where(captured, params.reward_stag, 0.0)
-                + jnp.where(missed, params.punishment, 0.0)
-            )
-            return frozen, stag_pos, stag_alive, reward, captures + captured, misses + missed
-
-        zero = jnp.zeros((), jnp.float32)
-        init = (state.frozen, state.stag_pos, state.stag_alive, zero, zero, zero)
-        frozen, stag_pos, stag_alive, reward, captures, misses = jax.lax.fori_loop(
-            0, p, visit_stag, init
+        frozen, stag_pos, stag_alive, reward, captures, misses = _visit_stags(
+            state, agent_pos, actions == CATCH, stag_order, move_draws, params, g
         )
-
         new_state = StagHuntState(
             agent_pos=agent_pos,
             frozen=frozen,
@@ -348,3 +292,69 @@ class StagHunt(JaxEnvDefaults):
         avail = jnp.concatenate([moves, stay[:, None], catch[:, None]], -1)
         only_stay = jnp.arange(NUM_ACTIONS) == STAY
         return jnp.where(state.frozen[:, None], only_stay, avail)
+
+
+def _occupied(cells, agent_pos, frozen, stag_pos, stag_alive):
+    """[..., 2] cells -> [...] whether a non-frozen agent or live stag is there."""
+    on_agent = jnp.all(cells[..., None, :] == agent_pos, -1) & ~frozen
+    on_stag = jnp.all(cells[..., None, :] == stag_pos, -1) & stag_alive
+    return jnp.any(on_agent, -1) | jnp.any(on_stag, -1)
+
+
+def _inside(cells, grid_size: int):
+    return jnp.all((cells >= 0) & (cells < grid_size), -1)
+
+
+def _move_agents(state: StagHuntState, actions, agent_order, grid_size: int):
+    """Agents move one at a time in ``agent_order``; a move into a wall, a non-frozen agent
+    or a live stag is not made, nor any move of a frozen agent. New positions [A, 2]."""
+    deltas = jnp.asarray(ACTION_DELTAS)[actions]  # [A, 2]
+
+    def move_agent(k, agent_pos):
+        i = agent_order[k]
+        pos = agent_pos[i]
+        target = pos + deltas[i]
+        ok = ~state.frozen[i] & _inside(target, grid_size)
+        ok &= ~_occupied(target, agent_pos, state.frozen, state.stag_pos, state.stag_alive)
+        return agent_pos.at[i].set(jnp.where(ok, target, pos))
+
+    return jax.lax.fori_loop(0, actions.shape[0], move_agent, state.agent_pos)
+
+
+def _visit_stags(state, agent_pos, catching, stag_order, move_draws, params, grid_size: int):
+    """Stags in ``stag_order``: captured by CATCHERS_NEEDED adjacent catching agents (who
+    freeze; +reward_stag), a lone catch is punished, else a random move to a free
+    neighbour. (frozen, stag_pos, stag_alive, reward, captures, misses)."""
+    dirs = jnp.asarray(ACTION_DELTAS[:4])  # [4, 2]
+
+    def visit_stag(k, carry):
+        frozen, stag_pos, stag_alive, reward, captures, misses = carry
+        j = stag_order[k]
+        alive = stag_alive[j]
+        pos = stag_pos[j]
+        adjacent = jnp.sum(jnp.abs(agent_pos - pos), -1) == 1
+        catchers = adjacent & catching & ~frozen
+        num = jnp.sum(catchers)
+        captured = alive & (num >= CATCHERS_NEEDED)
+        missed = alive & (num > 0) & ~captured
+        frozen = frozen | (catchers & captured)
+        stag_alive = stag_alive.at[j].set(alive & ~captured)
+        # random move to a free neighbour (the stag's own cell is never a neighbour)
+        nbrs = pos + dirs  # [4, 2]
+        free = _inside(nbrs, grid_size) & ~_occupied(nbrs, agent_pos, frozen, stag_pos, stag_alive)
+        num_free = jnp.sum(free)
+        pick = jnp.minimum((move_draws[j] * num_free).astype(jnp.int32), num_free - 1)
+        chosen = free & (jnp.cumsum(free) - 1 == pick)
+        new_pos = jnp.sum(jnp.where(chosen[:, None], nbrs, 0), 0)
+        moves = alive & ~captured & (num_free > 0)
+        stag_pos = stag_pos.at[j].set(jnp.where(moves, new_pos, pos))
+        reward = (
+            reward
+            + jnp.where(captured, params.reward_stag, 0.0)
+            + jnp.where(missed, params.punishment, 0.0)
+        )
+        return frozen, stag_pos, stag_alive, reward, captures + captured, misses + missed
+
+    zero = jnp.zeros((), jnp.float32)
+    init = (state.frozen, state.stag_pos, state.stag_alive, zero, zero, zero)
+    return jax.lax.fori_loop(0, stag_order.shape[0], visit_stag, init)

@@ -79,7 +79,10 @@ class HostVectorEnv:
             reward[i], terminated[i], truncated[i] = r, term, trunc
             for k in self.info_keys:
                 info[k][i] = float(step_info.get(k, 0.0))
-            views.append((env.get_obs(), env.get_state(), env.get_avail_actions()))
+            view = (env.get_obs(), env.get_state(), env.get_avail_actions())
+            if not term:  # a view the runner reads (next step, or slot T at a truncation)
+                check_step_views(env, *view)
+            views.append(view)
         template = next(v for v in views if v is not None) if any(active) else None
         filled = [v if v is not None else _zeros_like(template) for v in views]
         obs, state, avail = _stack(filled) if template is not None else (None, None, None)
