@@ -237,11 +237,6 @@ def _pickles(obj: Any) -> bool:
     return True
 
 
-def _rebuild(factory: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """A copy made by a registered factory with the registered arguments, checked."""
-    return checked(factory(**kwargs))
-
-
 def copy_factory(env: Any) -> Callable[[], Any] | None:
     """A zero-argument factory making a fresh equal copy of ``env``, or None when none works.
 
@@ -254,7 +249,10 @@ def copy_factory(env: Any) -> Callable[[], Any] | None:
     if made is not None:
         # the registered factory itself, not ``make(env_id)``: it pickles by module and name,
         # so a spawned worker imports the user's module even if it never registered the id
-        candidates.append(functools.partial(_rebuild, registry.factory(made[0]), made[1]))
+        env_id, kwargs = made
+        candidates.append(
+            functools.partial(registry.rebuild, registry.factory(env_id), env_id, kwargs)
+        )
     clone = _hook(env, "clone")
     if clone is not None:
         candidates.append(clone)

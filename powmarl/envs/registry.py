@@ -75,8 +75,6 @@ def identity(env: Any) -> tuple[str, dict[str, Any]] | None:
 def make(env_id: str, **kwargs) -> MultiAgentEnv:
     """Create the environment ``env_id`` with its keyword arguments, checked against its
     protocol (:func:`powmarl.envs.contract.checked`)."""
-    from powmarl.envs.contract import checked  # contract reads identities from here
-
     factory = _lookup(env_id)
     allowed = env_kwargs(env_id)
     unknown = sorted(set(kwargs) - set(allowed))
@@ -84,6 +82,15 @@ def make(env_id: str, **kwargs) -> MultiAgentEnv:
         raise ValueError(
             f"env {env_id}: unknown argument {unknown[0]!r}; allowed: {', '.join(allowed) or 'none'}"
         )
+    return rebuild(factory, env_id, kwargs)
+
+
+def rebuild(factory: Callable[..., MultiAgentEnv], env_id: str, kwargs: dict[str, Any]):
+    """``factory(**kwargs)``, remembered as ``env_id`` with ``kwargs`` and checked: what
+    ``make`` does once it has the factory (a worker process calls it with the factory
+    itself, which need not be registered there)."""
+    from powmarl.envs.contract import checked
+
     env = factory(**kwargs)
     _remember(env, env_id, kwargs)
     return checked(env)
