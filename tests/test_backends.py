@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_experiments import SMALL as EXPERIMENT_SMALL
+from test_experiments import learning_rows
 
 import powmarl
 from powmarl.api import evaluate, resume, run_status
@@ -27,15 +29,7 @@ from powmarl.io.run_dir import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 ENVS = {"jax": "matrix_pow", "host": "matrix_host"}
-SMALL = {
-    "batch_size": 32,
-    "buffer_size": 200,
-    "test_interval": 1000,
-    "rnn_hidden_dim": 16,
-    "mixing_embed_dim": 8,
-    "hypernet_embed": 16,
-    "checkpoint_interval": 2000,
-}
+SMALL = {**EXPERIMENT_SMALL, "checkpoint_interval": 2000}
 T_MAX = 8000
 #: Every run's rows carry these names, whatever the backend.
 METRICS = (
@@ -44,11 +38,6 @@ METRICS = (
     "train/loss", "train/loss_q_tot", "train/grad_norm", "time/env_steps_per_s",
     "time/elapsed_s",
 )  # fmt: skip
-
-
-def learning_rows(rows):
-    """Metrics without the wall-clock columns, which legitimately differ between runs."""
-    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
 
 
 def train_args(backend: str, run_dir: Path) -> list[str]:
