@@ -94,3 +94,19 @@ def rebuild(factory: Callable[..., MultiAgentEnv], env_id: str, kwargs: dict[str
     env = factory(**kwargs)
     _remember(env, env_id, kwargs)
     return checked(env)
+
+
+def _intersection_hw(obs_dtype: str = "float32"):
+    # lazy: highway-env is optional (the ImportError says how to install it); a module-level
+    # function, so worker processes unpickle it
+    from powmarl.envs.host.intersection_hw import IntersectionHW
+
+    return IntersectionHW(obs_dtype=obs_dtype)
+
+
+register(
+    "intersection_hw",
+    _intersection_hw,
+    "the paper's 4-way intersection (4 vehicles, 3 speed actions) on highway-env, as the "
+    "authors' copy (host path; needs powmarl[highway], see docs/envs/intersection.md)",
+)
