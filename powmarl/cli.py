@@ -206,6 +206,7 @@ def cmd_eval(args) -> int:
         render=args.render,
         member=args.member,
         num_workers=args.num_workers,
+        best=args.best,
     )
     for row in rows:
         who = f"seed {row['seed']}" + (f" ({row['variant']})" if row["variant"] else "")
@@ -217,7 +218,8 @@ def cmd_eval(args) -> int:
         print(
             f"{who}: greedy return {row['return_mean']:.3f} +- {row['return_std']:.3f} over "
             f"{row['episodes']} episodes, length {row['ep_length_mean']:.1f}{extra} "
-            f"(checkpoint at {row['t_env']} env steps)"
+            f"({'best ' if args.best else ''}checkpoint at {row['t_env']} env steps"
+            + (f", {row['best_metric']} {row['best_score']:.3f} in training)" if args.best else ")")
         )
     if args.render:
         print(f"animation: {args.render}")
@@ -259,14 +261,21 @@ def cmd_demo(args) -> int:
 def cmd_report(args) -> int:
     """Tables (mean and 95% t-interval over seeds), curves and heatmaps of run directories."""
     from powmarl.report import make_report
+    from powmarl.report.aggregate import aggregate_options
 
     written = make_report(
-        args.run_dirs, args.out, metric=args.metric, plots=not args.no_plots, at=args.at
-    )
+        args.run_dirs, args.out, metric=args.metric, plots=not args.no_plots, at=args.at,
+        aggregate=aggregate_options(args),
+    )  # fmt: skip
     print(written["table.md"].read_text(encoding="utf-8"))
     print(f"wrote {len(written)} files under {args.out}:")
     for name in written:
         print(f"  {name}")
+    if args.marl_eval:
+        from powmarl.report.marl_eval import export
+
+        export(args.run_dirs, args.marl_eval, at=args.at, absolute_episodes=args.absolute_episodes)
+        print(f"marl-eval JSON: {args.marl_eval}")
     return 0
 
 

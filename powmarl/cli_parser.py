@@ -77,6 +77,11 @@ def _run_dir_commands(sub, handlers) -> None:
     ev.add_argument("--key-seed", type=int, default=0, help="seed of the evaluation key")
     ev.add_argument("--render", default=None, metavar="FILE.gif", help="write an animation")
     ev.add_argument("--member", type=int, default=0, help="which member (seed) to render")
+    ev.add_argument(
+        "--best", action="store_true",
+        help="evaluate each seed's best agent (its best training evaluation by the env's main "
+        "metric: the absolute metric) instead of the newest checkpoint",
+    )  # fmt: skip
     _add_workers_flag(ev)
     ev.set_defaults(func=handlers["eval"])
 
@@ -124,4 +129,29 @@ def _report(sub, handlers) -> None:
         help="the runs as they stood at T env steps (runs stopped at different points)",
     )
     rep.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib)")
+    rep.add_argument(
+        "--marl-eval", default=None, metavar="FILE.json",
+        help="also write marl-eval's JSON (per-episode test values of every evaluation, and "
+        "absolute metrics of each seed's best agent)",
+    )  # fmt: skip
+    rep.add_argument(
+        "--absolute-episodes", type=int, default=None, metavar="N",
+        help="--marl-eval: greedy episodes per seed re-evaluating the best agent (default: "
+        "10x the run's test_nepisode; 0: no absolute_metrics)",
+    )  # fmt: skip
+    rep.add_argument(
+        "--aggregate",
+        action="store_true",
+        help="IQM, mean, median, optimality gap, probability of improvement, performance "
+        "profiles with stratified bootstrap intervals over tasks and seeds (needs rliable)",
+    )
+    rep.add_argument(
+        "--reference-scores",
+        default=None,
+        metavar="FILE",
+        help="JSON/YAML {task: {low: L, high: H}} to normalise by (default: min-max over "
+        "algorithms)",
+    )
+    rep.add_argument("--bootstrap-reps", type=int, default=None, metavar="N",
+                     help="bootstrap samples of --aggregate (default: 2000)")  # fmt: skip
     rep.set_defaults(func=handlers["report"])

@@ -2,7 +2,10 @@
 
 Writes ``table.md`` and ``table.csv`` (final metric per algorithm and task, mean and 95%
 Student-t CI over seeds), ``curves/<task>.png`` (learning curves with CI bands) and, for
-two-agent one-step games, ``heatmaps/<algo>_<task>_seed<k>.png`` (Q_tot, Q*, Q_r).
+two-agent one-step games, ``heatmaps/<algo>_<task>_seed<k>.png`` (Q_tot, Q*, Q_r); with
+``aggregate``, ``aggregate.md``/``.csv`` and ``aggregate/*.png`` (rliable statistics over
+tasks and seeds, :mod:`powmarl.report.aggregate`); and ``index.html``, one offline page of
+all of it with the runs' settings (:mod:`powmarl.report.page`).
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ def make_report(
     metric: str | None = None,
     plots: bool = True,
     at: float | None = None,
+    aggregate: Any = None,
+    page: bool = True,
 ) -> dict[str, Path]:
     """Report on run directories; returns {path relative to ``out_dir``: path written}.
 
@@ -87,6 +92,9 @@ def make_report(
       at: report the runs as they stood at this many env steps (each seed's last
         evaluation at or before it; seeds that had not reached it are left out), to
         compare runs stopped at different points on an equal budget.
+      aggregate: a :class:`powmarl.report.aggregate.Options` to add the aggregate
+        statistics (needs rliable), or None.
+      page: write ``index.html`` (:func:`powmarl.report.page.write_page`).
 
     Raises ReportError (a ValueError) on a bad run directory, a seed found in two
     directories or an unknown metric; ImportError if plots are asked for without
@@ -107,4 +115,14 @@ def make_report(
     written = {"table.md": out / "table.md", "table.csv": out / "table.csv"}
     if plots:
         written.update(_write_plots(groups, metrics, out))
+    captions: dict[str, str] = {}
+    if aggregate is not None:
+        from powmarl.report.aggregate_tables import write_aggregate
+
+        files, captions = write_aggregate(groups, metrics, out, aggregate, plots=plots)
+        written.update(files)
+    if page:
+        from powmarl.report.page import write_page
+
+        written.update(write_page(out, groups, written, captions))
     return written

@@ -1,0 +1,178 @@
+"""Aggregate statistics (powmarl.report.aggregate, rliable): hand-computed IQM, probability
+of improvement, normalisation, refusals of inconsistent runs, files and captions, CLI.
+
+Run directories are written by hand (config.json + metrics.jsonl); no training runs here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from powmarl.cli import main
+from powmarl.report import aggregate as agg
+from powmarl.report import make_report
+from powmarl.report.runs import ReportError, load_groups
+
+pytest.importorskip("rliable.library", reason="rliable is not installed (powmarl[aggregate])")
+
+TASKS = ("matrix_a", "matrix_b")
+REPS = 200  # bootstrap samples: enough for the checks, cheap
+
+
+def write_runs(root: Path, algo: str, finals: dict, t_end=1000, seeds=None) -> list[Path]:
+    """One run directory per task; finals: task -> per-seed final eval/return_mean (the
+    curve rises linearly to it from 0 at t_env 0 over 5 evaluations)."""
+    dirs = []
+    for task, values in finals.items():
+        path = root / f"{algo}_{task}"
+        path.mkdir(parents=True)
+        seed_ids = seeds or list(range(len(values)))
+        config = {"algo": algo, "env_id": task, "env_kwargs": {}, "seeds": seed_ids}
+        (path / "config.json").write_text(json.dumps(config))
+        rows = [
+            {"seed": s, "t_env": t_end * k / 4, "eval/return_mean": v * k / 4}
+            for s, v in zip(seed_ids, values)
+            for k in range(5)
+        ]
+        (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        dirs.append(path)
+    return dirs
+
+
+def identity_reference(tasks=TASKS):
+    return {t: (0.0, 1.0) for t in tasks}
+
+
+def scores_of(dirs, reference=None):
+    groups = load_groups(dirs)
+    metrics = dict.fromkeys({g.task for g in groups}, "eval/return_mean")
+    return groups, metrics, agg.normalise(agg.collect(groups, metrics), reference)
+
+
+def test_iqm_and_friends_by_hand(tmp_path):
+    # 8 scores 0.0 .. 0.7 over 2 tasks x 4 seeds: the middle 50% is 0.2 .. 0.5, IQM 0.35
+    finals = {"matrix_a": [0.0, 0.2, 0.4, 0.6], "matrix_b": [0.1, 0.3, 0.5, 0.7]}
+    dirs = write_runs(tmp_path, "a", finals)
+    _, _, scores = scores_of(dirs, identity_reference())
+    est = agg.interval_estimates(scores, agg.Options(reps=REPS))["a"]  # [3, 4]
+    iqm, mean, median, gap = est[0]
+    assert iqm == pytest.approx(0.35)
+    assert mean == pytest.approx(0.35)
+    assert median == pytest.approx(np.median([0.3, 0.4]))  # median of the two task means
+    assert gap == pytest.approx(1 - 0.35)
+    assert np.all(est[1] <= est[0] + 1e-12) and np.all(est[0] <= est[2] + 1e-12)
+    assert est[2, 0] > est[1, 0]  # a real interval, not a point
+
+
+def test_probability_of_improvement_identical_and_dominated(tmp_path):
+    same = {"matrix_a": [1.0, 2.0, 3.0], "matrix_b": [4.0, 0.0, 2.0]}
+    dirs = write_runs(tmp_path, "x", same) + write_runs(tmp_path, "y", same)
+    dirs += write_runs(tmp_path, "z", {"matrix_a": [-5.0, -6.0, -7.0], "matrix_b": [-3, -2, -1]})
+    _, _, scores = scores_of(dirs)
+    probs = agg.improvement_probabilities(scores, agg.Options(reps=REPS))
+    p, low, high = probs[("x", "y")]
+    assert p == 0.5 and low <= 0.5 <= high
+    assert probs[("x", "z")] == pytest.approx((1.0, 1.0, 1.0))
+    assert probs[("z", "y")] == pytest.approx((0.0, 0.0, 0.0))
+    assert set(probs) == {(a, b) for a in "xyz" for b in "xyz" if a != b}
+
+
+def test_normalisation_min_max_and_reference(tmp_path):
+    dirs = write_runs(tmp_path, "x", {"matrix_a": [2.0, 4.0], "matrix_b": [10.0, 30.0]})
+    dirs += write_runs(tmp_path, "y", {"matrix_a": [0.0, 1.0], "matrix_b": [20.0, 20.0]})
+    _, _, minmax = scores_of(dirs)
+    assert minmax.bounds == {"matrix_a": (0.0, 4.0), "matrix_b": (10.0, 30.0)}
+    np.testing.assert_allclose(minmax.normalised["x"], [[0.5, 0.0], [1.0, 1.0]])
+    np.testing.assert_allclose(minmax.normalised["y"], [[0.0, 0.5], [0.25, 0.5]])
+    reference = {"matrix_a": (-4.0, 4.0), "matrix_b": (0.0, 40.0), "other": (0.0, 1.0)}
+    _, _, ref = scores_of(dirs, reference)
+    np.testing.assert_allclose(ref.normalised["x"], [[0.75, 0.25], [1.0, 0.75]])
+    assert "reference" in ref.how and "min-max" in minmax.how
+
+
+def test_reference_file(tmp_path):
+    good = tmp_path / "ref.yaml"
+    good.write_text("matrix_a: {low: -12, high: 8}\nmatrix_b: [0, 1]\n")
+    assert agg.load_reference(good) == {"matrix_a": (-12.0, 8.0), "matrix_b": (0.0, 1.0)}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"matrix_a": {"low": 3, "high": 1}}))
+    with pytest.raises(ReportError, match=r"--reference-scores: task 'matrix_a' needs"):
+        agg.load_reference(bad)
+    with pytest.raises(ReportError, match="cannot read"):
+        agg.load_reference(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_task", r"y has no runs on matrix_b; every algorithm needs runs on every task"),
+        ("seeds", r"seeds differ: y on matrix_a has 0, 1, 2, x on matrix_a has 0, 1"),
+        ("budget", r"env steps \(y on matrix_b seed 1: 2000; x on matrix_a seed 0: 1000\)"),
+        ("constant", r"every score on matrix_a is 1, so min-max normalisation is undefined"),
+        ("reference", r"--reference-scores: no entry for matrix_b; the file has matrix_a"),
+    ],
+)
+def test_inconsistent_runs_are_refused(tmp_path, case, message):
+    x = {"matrix_a": [1.0, 2.0], "matrix_b": [3.0, 4.0]}
+    dirs = write_runs(tmp_path, "x", x if case != "constant" else {"matrix_a": [1.0, 1.0]})
+    y = {
+        "missing_task": {"matrix_a": [1.0, 2.0]},
+        "seeds": {"matrix_a": [1.0, 2.0, 3.0], "matrix_b": [3.0, 4.0, 5.0]},
+        "constant": {"matrix_a": [1.0, 1.0]},
+    }.get(case, x)
+    dirs += write_runs(tmp_path, "y", y, t_end=2000 if case == "budget" else 1000)
+    reference = {"matrix_a": (0.0, 1.0)} if case == "reference" else None
+    with pytest.raises(ReportError, match=message):
+        scores_of(dirs, reference)
+
+
+def test_report_files_captions_and_csv(tmp_path):
+    dirs = write_runs(tmp_path, "pow_qmix", {"matrix_a": [8.0, 8.0, 7.0], "matrix_b": [1, 2, 3]})
+    dirs += write_runs(tmp_path, "qmix", {"matrix_a": [7.0, 7.0, 6.0], "matrix_b": [0, 2, 1]})
+    out = tmp_path / "report"
+    written = make_report(dirs, out, aggregate=agg.Options(reps=REPS))
+    for name in ("intervals", "improvement", "profiles", "sample_efficiency"):
+        path = out / "aggregate" / f"{name}.png"
+        assert f"aggregate/{name}.png" in written
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (out / "aggregate.md").read_text()
+    assert "95% percentile stratified bootstrap" in text and f"{REPS} bootstrap samples" in text
+    assert "2 task(s) x 3 seeds (0, 1, 2)" in text and "min-max" in text
+    rows = list(csv.DictReader((out / "aggregate.csv").open()))
+    iqm = {r["algo"]: float(r["point"]) for r in rows if r["statistic"] == "IQM"}
+    assert iqm["pow_qmix"] > iqm["qmix"]
+    poi = [r for r in rows if r["kind"] == "improvement"]
+    assert [{r["algo"], r["other"]} for r in poi] == [{"pow_qmix", "qmix"}]  # one line a pair
+    assert "index.html" in written
+
+
+def test_cli_aggregate_and_its_errors(tmp_path, capsys, monkeypatch):
+    dirs = write_runs(tmp_path, "a", {"matrix_a": [1.0, 2.0]})
+    dirs += write_runs(tmp_path, "b", {"matrix_a": [0.0, 3.0]})
+    args = ["report", *map(str, dirs), "--out", str(tmp_path / "r"), "--no-plots"]
+    assert main([*args, "--aggregate", "--bootstrap-reps", "50"]) == 0
+    assert "50 bootstrap samples" in (tmp_path / "r" / "aggregate.md").read_text()
+    assert main([*args, "--bootstrap-reps", "50"]) == 2
+    assert "only with --aggregate" in capsys.readouterr().err
+    assert main([*args, "--aggregate", "--bootstrap-reps", "3"]) == 2
+    assert "--bootstrap-reps: must be an integer >= 10" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "rliable", None)
+    assert main([*args, "--aggregate"]) == 1
+    assert "pip install 'powmarl[aggregate]'" in capsys.readouterr().err
+
+
+def test_probability_of_improvement_equals_rliables():
+    from rliable import metrics
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 4, size=(5, 3)).astype(float)  # ties on purpose
+    y = rng.integers(0, 4, size=(4, 3)).astype(float)
+    expected = metrics.probability_of_improvement(x, y)
+    assert agg.probability_of_improvement(x, y) == pytest.approx(expected, abs=1e-12)
+    assert agg.probability_of_improvement(x, x) == 0.5
