@@ -41,13 +41,18 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def prepare_run_dir(path: str | os.PathLike, config: dict[str, Any]) -> Path:
-    """Create ``path`` and write ``config.json``; refuse to overwrite an existing run."""
+    """Create ``path`` and write ``config.json``; refuse to overwrite an existing run.
+    ``config`` gains ``provenance`` (powmarl version, git commit, package versions:
+    :func:`powmarl.provenance.provenance`) unless it has one."""
+    from powmarl.provenance import provenance
+
     run_dir = Path(path)
     if (run_dir / "metrics.jsonl").exists() or (run_dir / "config.json").exists():
         raise ValueError(
             f"run_dir: {run_dir} already holds a run; continue it with `powmarl resume {run_dir}`"
             " or choose a new directory"
         )
+    config = config if "provenance" in config else {**config, "provenance": provenance()}
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "checkpoints").mkdir(exist_ok=True)
