@@ -21,7 +21,8 @@ import numpy as np
 from powmarl import algos, settings
 from powmarl.config import Config, HParams, from_dict, to_dict
 from powmarl.envs import contract
-from powmarl.io import checkpoint
+from powmarl.io import best, checkpoint
+from powmarl.io import episodes as eval_episodes
 from powmarl.io.run_dir import (
     atomic_write_text,
     check_resumable,
@@ -173,7 +174,8 @@ def _train(run: _Run, backend, loggers, logger_options, progress, stop_when, sta
     from powmarl.io.sinks import make_sinks
 
     sinks = make_sinks(list(loggers), run.run_dir, run.record, **(logger_options or {}))
-    loop = Loop(backend, run.cfg, run.run_dir, sinks, progress, run.algorithm.name, stop_when)
+    loop = Loop(backend, run.cfg, run.run_dir, sinks, progress, run.algorithm.name, stop_when,
+                contract.main_metric(run.env))
     try:
         state, position = loop.run(state, position)
     finally:
@@ -231,6 +233,8 @@ def resume(
     backend = run.backend()
     ckpt = checkpoint.load_latest(run.run_dir, backend.template())
     rows = truncate_metrics(run.run_dir, int(ckpt.meta["rows"]) if ckpt else 0)
+    eval_episodes.truncate(run.run_dir, len(rows))
+    best.truncate(run.run_dir, int(ckpt.meta["iteration"]) if ckpt else 0)
     position = Position.from_record(ckpt.meta, rows) if ckpt else Position(rows=rows)
     options = {**(logger_options or {}), "purge_steps": _purge_steps(run.members, rows)}
     state = ckpt.state if ckpt else None
@@ -272,6 +276,8 @@ def evaluate(
     render: str | Path | None = None,
     member: int = 0,
     num_workers: int | None = None,
+    best: bool = False,
+    per_episode: bool = False,
 ) -> list[dict[str, Any]]:
     """Greedy evaluation of the newest valid checkpoint in ``run_dir``: ``episodes`` per
     member (default: the run's ``test_nepisode``), from ``jax.random.key(key_seed)``.
@@ -279,6 +285,10 @@ def evaluate(
     Returns one dict per member (seed, variant, return mean/std, episode length and the
     env's info counters). With ``render`` a GIF of one greedy episode of member ``member``
     is written there (JAX envs that draw themselves: matrix games and stag_hunt).
+    ``best``: evaluate each member's agent at its best training evaluation instead (the
+    absolute metric, :mod:`powmarl.io.best`); its dict adds ``best_metric`` and
+    ``best_score``. ``per_episode``: each dict adds ``per_episode``, {name: [episodes]} of
+    the return, episode length and info counters.
     """
     run = _reopen(run_dir, num_workers=num_workers)
     if not 0 <= member < len(run.members):
@@ -289,23 +299,37 @@ def evaluate(
     if render is not None and backend.kind != "jax":
         raise ValueError("render: GIFs are drawn for JAX envs only, not host (Python) envs")
     try:
-        ckpt = checkpoint.load_latest(run.run_dir, backend.template())
-        if ckpt is None:
-            raise ValueError(f"eval: {run_dir} has no checkpoint yet (it was killed before one)")
-        agent_params = ckpt.state.learner.params["agent"]
+        agent_params, t_envs, metas = _agent_params(run, backend, best)
         count = episodes or run.cfg.test_nepisode
         keys = jax.random.split(jax.random.key(key_seed), len(run.members))
         stats = backend.evaluate(agent_params, count, keys)
     finally:
         backend.close()
-    t_envs = np.asarray(ckpt.state.t_env)
-    out = [
-        _eval_row(m, count, int(t_envs[i]), jax.tree.map(lambda x, i=i: x[i], stats))
-        for i, m in enumerate(run.members)
-    ]
+    out = []
+    for i, m in enumerate(run.members):
+        stats_i = jax.tree.map(lambda x, i=i: np.asarray(x[i]), stats)
+        out.append(_eval_row(m, count, int(t_envs[i]), stats_i))
+        if metas:
+            out[-1].update(best_metric=metas[i]["metric"], best_score=metas[i]["score"])
+        if per_episode:
+            values = eval_episodes.split(eval_episodes.outputs(stats_i))[1]
+            out[-1]["per_episode"] = {k: v.tolist() for k, v in values.items()}
     if render is not None:
         _render(backend, run, agent_params, keys, member, render)
     return out
+
+
+def _agent_params(run: _Run, backend, use_best: bool):
+    """(agent params [M, ...], t_env per member, best records or None) of the newest
+    checkpoint, or of each member's best evaluation."""
+    template = backend.template()
+    if use_best:
+        params, metas = best.load(run.run_dir, template.learner.params["agent"], len(run.members))
+        return params, [m["t_env"] for m in metas], metas
+    ckpt = checkpoint.load_latest(run.run_dir, template)
+    if ckpt is None:
+        raise ValueError(f"eval: {run.run_dir} has no checkpoint yet (it was killed before one)")
+    return ckpt.state.learner.params["agent"], np.asarray(ckpt.state.t_env), None
 
 
 def _render(backend, run: _Run, agent_params, keys, member: int, path) -> None:

@@ -25,6 +25,7 @@ import powmarl
 from powmarl.api import evaluate, resume, run_status
 from powmarl.cli import main
 from powmarl.io import checkpoint
+from powmarl.io.episodes import FILE as EPISODES
 from powmarl.io.run_dir import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,6 +91,15 @@ def test_kill_9_then_resume_matches_uninterrupted(reference, tmp_path):
     assert learning_rows(read_metrics(run_dir)) == learning_rows(read_metrics(ref_dir))
     for a, b in zip(jax_leaves(resumed.params), jax_leaves(result.params)):
         np.testing.assert_array_equal(a, b)
+    same_episodes_and_best(run_dir, ref_dir)
+
+
+def same_episodes_and_best(run_dir, ref_dir):
+    """The per-episode test values and the kept best entries equal the uninterrupted run's."""
+    from test_marl_eval import best_records
+
+    assert (run_dir / EPISODES).read_text() == (ref_dir / EPISODES).read_text()
+    assert best_records(run_dir) == best_records(ref_dir) != []
 
 
 def jax_leaves(tree):
@@ -106,6 +116,7 @@ def test_resume_with_corrupt_newest_checkpoint_falls_back(reference, tmp_path, c
     assert main(["resume", str(run_dir), "--no-progress"]) == 0
     assert "checksum mismatch" in capsys.readouterr().err
     assert learning_rows(read_metrics(run_dir)) == learning_rows(read_metrics(ref_dir))
+    same_episodes_and_best(run_dir, ref_dir)
 
 
 def test_resume_of_a_finished_run_does_nothing(reference, capsys):

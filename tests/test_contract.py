@@ -152,6 +152,7 @@ MALFORMED = {  # id: (base class, attributes set or removed (None), part of the 
         "run_defaults must be a mapping",
     ),
     "render-not-callable": (PlainJax, {"render_frame": "gif"}, "render_frame must be callable"),
+    "main-metric-not-a-name": (PlainHost, {"main_metric": 3}, "main_metric must be"),
     "jax-max-copies": (PlainJax, {"max_copies": 2}, "max_copies is a hook of host envs only"),
     "max-copies-zero": (PlainHost, {"max_copies": 0}, "max_copies must be a positive int"),
     "max-copies-bool": (PlainHost, {"max_copies": True}, "max_copies must be a positive int"),

@@ -50,6 +50,12 @@ COMMON_HOOKS: tuple[Hook, ...] = (
         "not renderable: asking for a GIF raises ValueError naming the env",
         "contract.renderer: render.draw_frames (powmarl eval --render)",
     ),
+    Hook(
+        "main_metric",
+        "the win rate (battle_won) where the env reports it, else the greedy test return",
+        "contract.main_metric: io.best ranks evaluations by it to keep the best agent "
+        "(the absolute metric, powmarl eval --best)",
+    ),
 )
 
 #: Every optional hook of a JAX env.
@@ -86,6 +92,9 @@ class MultiAgentEnv(Protocol):
     - ``render_frame(frame, env_params) -> PIL.Image | None``: draws one frame of
       :func:`powmarl.render.play_episode` (a dict with "state" before the step, "actions"
       [A] or None on the final entry, "reward", "return", "t"); None leaves the frame out.
+    - ``main_metric``: ``"return"`` or an info key (its per-episode sum, averaged over the
+      greedy episodes: a win or arrival rate) that ranks evaluations for the absolute metric
+      (default: ``battle_won`` where reported, else the return).
     """
 
     spec: EnvSpec
@@ -110,6 +119,8 @@ class EnvDefaults:
     run_defaults: Mapping[str, Any] = MappingProxyType({})
     #: None: not renderable. Override with ``def render_frame(self, frame, env_params)``.
     render_frame: Any = None
+    #: None: battle_won where reported, else the return. Else "return" or an info key.
+    main_metric: str | None = None
 
 
 class JaxEnvDefaults(EnvDefaults):

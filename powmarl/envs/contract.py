@@ -106,6 +106,12 @@ def _defaults_problem(value: Any) -> str | None:
     return None
 
 
+def _metric_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.isidentifier():
+        return f'main_metric must be "return" or an info key (a name), got {value!r}'
+    return None
+
+
 _HOOK_PROBLEMS: dict[str, Callable[[Any], str | None]] = {
     "obs_dtype": _dtype_problem,
     "max_copies": _copies_problem,
@@ -114,6 +120,7 @@ _HOOK_PROBLEMS: dict[str, Callable[[Any], str | None]] = {
     "replay_decode": functools.partial(_callable_problem, "replay_decode"),
     "clone": functools.partial(_callable_problem, "clone"),
     "render_frame": functools.partial(_callable_problem, "render_frame"),
+    "main_metric": _metric_problem,
 }
 
 
@@ -222,6 +229,13 @@ def renderer(env: Any) -> Callable[[dict[str, Any], Any], Any]:
             "give it render_frame(frame, env_params) -> PIL.Image (docs/envs/contract.md)"
         )
     return draw
+
+
+def main_metric(env: Any) -> str | None:
+    """What ranks the env's evaluations for the absolute metric: ``"return"`` or an info key;
+    None when it declares nothing (:func:`powmarl.io.best.metric_key` then takes the win
+    rate where reported, else the return)."""
+    return _hook(env, "main_metric")
 
 
 def identity(env: Any) -> tuple[str, dict[str, Any]] | None:

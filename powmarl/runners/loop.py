@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from powmarl.config import Config
-from powmarl.io import checkpoint
+from powmarl.io import best, checkpoint
+from powmarl.io import episodes as eval_episodes
 from powmarl.runners.backend import Backend
 from powmarl.runners.members import Member
 
@@ -123,6 +124,9 @@ class Loop:
     label: str = ""
     #: callable(rows so far) -> bool, asked after each evaluation: True ends the run there
     stop_when: Callable[[list[dict[str, Any]]], bool] | None = None
+    #: the env's declared main metric (contract.main_metric), which ranks the evaluations
+    #: whose agents are kept for the absolute metric (powmarl.io.best); None: the default
+    main_metric: str | None = None
 
     def run(self, state=None, position: Position | None = None):
         """Train until every member passed ``t_max`` (or ``stop_when``); (state, position)."""
@@ -133,10 +137,12 @@ class Loop:
         state = backend.prepare(state if state is not None else backend.init())
         start = time.perf_counter() - position.elapsed_s
         t_prev = _last_t_env(position.rows, members)
+        tracker = best.Tracker(self.run_dir, members, self.main_metric) if self.run_dir else None
         with Progress(self.cfg.t_max, self.label, enabled=self.progress) as bar:
             while not position.finished:
                 chunk_start = time.perf_counter()
                 state, metrics = backend.run_chunk(state, position.iteration)
+                metrics, episodes = eval_episodes.split(metrics)
                 t_env = np.asarray(metrics["t_env"], dtype=np.float64)
                 now = time.perf_counter()
                 rows = metric_rows(metrics, members, t_env - t_prev, now - chunk_start, now - start)
@@ -145,6 +151,9 @@ class Loop:
                     sink.write(rows)
                 check_finite(metrics, members, self.run_dir)
                 position.iteration += backend.iters_per_chunk
+                if tracker is not None:
+                    eval_episodes.append(self.run_dir, eval_episodes.lines(episodes, members, t_env))
+                    tracker.update(state, metrics, position.iteration)
                 position.rows.extend(rows)
                 position.elapsed_s = time.perf_counter() - start
                 position.finished = bool(t_env.min() >= self.cfg.t_max) or bool(
@@ -166,6 +175,8 @@ class Loop:
         position.last_checkpoint_t = t_env_min
         record = position.record(t_env_min, self.backend.kind)
         checkpoint.save(self.run_dir, state, record, keep=cfg.keep_checkpoints)
+        kept = checkpoint.list_checkpoints(self.run_dir)
+        best.prune(self.run_dir, int(kept[0].stem.split("-")[1]) if kept else position.iteration)
 
 
 def _last_t_env(rows, members) -> np.ndarray:

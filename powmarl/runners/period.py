@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from powmarl.config import Config
+from powmarl.io import episodes as eval_episodes
 from powmarl.learner import Learner
 from powmarl.types import Array, EpisodeBatch
 
@@ -108,7 +109,9 @@ def _masked_mean(values: Array, weights: Array) -> Array:
 def reduce_period(per_iter: dict[str, Any], eval_stats, t_env: Array, episodes: Array):
     """The metrics of one period from its per-iteration outputs (leading axis: iterations):
     ``learned`` [I] (1 where the learner ran), ``epsilon`` [I], ``rollout`` and ``learn``
-    dicts of [I] values; then the greedy evaluation's EpisodeStats and the counters."""
+    dicts of [I] values; then the greedy evaluation's EpisodeStats and the counters. Its
+    per-episode values ride along as ``eval_episodes/*`` entries, which the loop writes to
+    ``eval_episodes.jsonl`` instead of the rows (:mod:`powmarl.io.episodes`)."""
     learned = per_iter["learned"]
     metrics = {k: v.mean(axis=0) for k, v in per_iter["rollout"].items()}
     metrics.update({k: _masked_mean(v, learned) for k, v in per_iter["learn"].items()})
@@ -117,4 +120,5 @@ def reduce_period(per_iter: dict[str, Any], eval_stats, t_env: Array, episodes: 
     metrics.update(episode_metrics("eval", eval_stats, with_std=True))
     metrics["t_env"] = t_env
     metrics["episodes"] = episodes
+    metrics.update(eval_episodes.outputs(eval_stats))
     return metrics

@@ -57,6 +57,7 @@ class HostEnv(Protocol):
     - ``obs_dtype``: a NumPy float dtype the replay buffer stores obs/state in (float32).
     - ``run_defaults``: a mapping of Config/HParams field -> value (default {}).
     - ``render_frame(frame, env_params)``: as for JAX envs (default: not renderable).
+    - ``main_metric``: as for JAX envs (default: ``battle_won`` where reported, else return).
     """
 
     spec: EnvSpec

@@ -237,4 +237,5 @@ def make_smacv2(race: str, obs_dtype: str = "float32", **sc2_kwargs):
     wrapper = _import_smacv2()
     env = StarCraftEnv(wrapper(**smacv2_kwargs(race, **sc2_kwargs)), obs_dtype=obs_dtype)
     env.run_defaults = smax_maps.SMACV2_RUN
+    env.main_metric = "return"  # the paper reports test returns on SMACv2
     return env
