@@ -85,8 +85,8 @@ def seed_steps(group: Group, seed: int, cache: dict[Path, Any]) -> dict[str, dic
         if t_env not in lines:
             raise ReportError(
                 f"marl-eval: {group.dirs[seed]} has no per-episode values for seed {seed} at "
-                f"{t_env} env steps ({eval_episodes.FILE} ends earlier: was the run resumed "
-                "by an older powmarl?)"
+                f"{t_env} env steps (that part of the run was trained by a powmarl that did "
+                f"not write {eval_episodes.FILE})"
             )
         elapsed = float(row.get("time/elapsed_s", start)) - start
         steps[f"step_{k}"] = {
