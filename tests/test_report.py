@@ -171,7 +171,7 @@ def test_tables_written(tmp_path):
     a = write_run(tmp_path / "a", "qmix", {s: [(10, 0.0), (20, float(s))] for s in range(5)})
     b = write_run(tmp_path / "b", "pow_qmix", {0: [(10, 7.0)]})
     written = make_report([a, b], tmp_path / "out", plots=False)
-    assert set(written) == {"table.md", "table.csv"}
+    assert set(written) == {"table.md", "table.csv", "index.html"}
     md = written["table.md"].read_text()
     assert "95% Student-t confidence interval" in md
     assert "| qmix | 2.00 ± 1.96 (n=5) |" in md  # 0..4: s = 1.5811, 2.7764 * s / sqrt(5)

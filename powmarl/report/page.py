@@ -100,7 +100,7 @@ def _settings_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
         ("env", f"{config.get('env_id')} {json.dumps(config.get('env_kwargs') or {})}"),
         ("seeds", ", ".join(str(s) for s in config.get("seeds", []))),
         ("t_max", str(flat.get("t_max", "?"))),
-        ("powmarl", str(prov.get("powmarl") or config.get("versions", {}).get("powmarl"))),
+        ("powmarl", prov.get("powmarl") or config.get("versions", {}).get("powmarl") or "unknown"),
         ("commit", commit or "unknown"),
     ]
 
