@@ -120,6 +120,24 @@ for _race in ("protoss", "terran", "zerg"):
         "and smacv2, see docs/envs/sc2.md)",
     )
 
+# Python suites through gymnasium/PettingZoo (host path; the packages load when an env is made)
+from powmarl.envs.host.gymma import make_gymma
+from powmarl.envs.host.pettingzoo import from_pettingzoo, make_pettingzoo
+
+register(
+    "pettingzoo",
+    make_pettingzoo,
+    "any PettingZoo ParallelEnv (env: module or module:function, default mpe2.simple_spread_v3; "
+    "host path; needs powmarl[pettingzoo], see docs/envs/pettingzoo.md)",
+)
+register(
+    "gymma",
+    make_gymma,
+    "a gymnasium multi-agent env with EPyMARL's gymma conventions (key: "
+    "lbforaging:Foraging-8x8-2p-3f-v3, rware:rware-tiny-2ag-v2, ...; host path; needs "
+    "powmarl[gymma], see docs/envs/gymma.md)",
+)
+
 __all__ = [
     "POW_PAYOFF",
     "WQMIX_PAYOFF",
@@ -130,6 +148,7 @@ __all__ = [
     "checked",
     "env_kind",
     "env_kwargs",
+    "from_pettingzoo",
     "identity",
     "make",
     "register",
