@@ -110,3 +110,17 @@ register(
     "the paper's 4-way intersection (4 vehicles, 3 speed actions) on highway-env, as the "
     "authors' copy (host path; needs powmarl[highway], see docs/envs/intersection.md)",
 )
+
+
+def _intersection():
+    from powmarl.envs.intersection import Intersection
+
+    return Intersection()
+
+
+register(
+    "intersection",
+    _intersection,
+    "the paper's 4-way unsignalised intersection ('Crossroads'): 4 vehicles, pure-JAX port "
+    "of the authors' highway-env scenario (docs/envs/intersection.md)",
+)
