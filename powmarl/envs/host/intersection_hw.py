@@ -71,7 +71,10 @@ def import_sim():
 
 
 def check_start(start: Mapping) -> dict[str, np.ndarray]:
-    """``start`` as float64/int64 arrays of shape [4]; ValueError naming a bad field."""
+    """``start`` (a mapping, or the port's ``IntersectionStart``) as float64/int64 arrays of
+    shape [4]; ValueError naming a bad field."""
+    if hasattr(start, "_asdict"):
+        start = start._asdict()
     missing = [k for k in START_KEYS if k not in start]
     if missing:
         raise ValueError(f"start: missing {missing[0]!r}; needs {', '.join(START_KEYS)}")
