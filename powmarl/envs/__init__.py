@@ -7,6 +7,8 @@ The JAX and host protocols and their optional hooks: :mod:`powmarl.envs.base`,
 from powmarl.envs.base import MultiAgentEnv
 from powmarl.envs.conformance import ConformanceError, check
 from powmarl.envs.contract import checked, env_kind, identity
+from powmarl.envs.jaxmarl_adapter import from_jaxmarl, make_jaxmarl
+from powmarl.envs.jumanji_envs import JumanjiLbf, JumanjiRware
 from powmarl.envs.matrix import POW_PAYOFF, WQMIX_PAYOFF, MatrixGame
 from powmarl.envs.registry import env_kwargs, make, register, registered
 
@@ -76,6 +78,26 @@ for _race in ("protoss", "terran", "zerg"):
         f"SMACv2-like 5v5 {_race} on SMAX: random unit types, surrounded/reflect starts "
         "(needs jaxmarl)",
     )
+
+
+register(
+    "jaxmarl",
+    make_jaxmarl,
+    "any JaxMARL env (name: MPE_simple_spread_v3, switch_riddle, ...; env_kwargs: its "
+    "arguments as JSON; needs jaxmarl, see docs/envs/jaxmarl.md)",
+)
+register(
+    "lbf",
+    JumanjiLbf,
+    "Level-Based Foraging on Jumanji (task: EPyMARL's Foraging-8x8-2p-2f-coop, ...; "
+    "needs jumanji, see docs/envs/jumanji.md)",
+)
+register(
+    "rware",
+    JumanjiRware,
+    "multi-robot warehouse on Jumanji (task: EPyMARL's rware-tiny-2ag, ...; needs jumanji, "
+    "see docs/envs/jumanji.md)",
+)
 
 
 # host (Python) envs: trained on the host path (powmarl.runners.host_runner)
@@ -148,6 +170,7 @@ __all__ = [
     "checked",
     "env_kind",
     "env_kwargs",
+    "from_jaxmarl",
     "from_pettingzoo",
     "identity",
     "make",

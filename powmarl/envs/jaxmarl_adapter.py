@@ -261,4 +261,3 @@ def from_jaxmarl(
     from powmarl.envs.contract import checked
 
     return checked(JaxMarlEnv(env, episode_limit, reward, **flags))
-
