@@ -29,6 +29,8 @@ def registry_cases():
     for env_id in envs.registered():
         if env_id == "smax" or env_id.startswith("smacv2_"):
             continue  # optional jaxmarl; tests/test_smax.py checks every map
+        if env_id in ("jaxmarl", "lbf", "rware"):
+            continue  # optional packages: tests/test_jaxmarl_adapter.py, tests/test_jumanji.py
         if env_id == "matrix_host" or env_id.startswith("sc2_"):
             continue  # host (Python) envs: tests/test_host.py and tests/test_host_smac.py
         slow = env_id.startswith("stag_hunt")
