@@ -158,6 +158,8 @@ def test_bad_input_names_the_field(env):
         check_start(start(60.0, destination=(0, 0, 1, 2)))
     with pytest.raises(ValueError, match="start: missing 'speed'"):
         check_start({"entry_offset": [1, 2, 3, 4], "destination": RIGHT})
+    with pytest.raises(ValueError, match=r"start.entry_offset: must be in \[0, 97.5\] m"):
+        check_start(start(98.0))
     with pytest.raises(ValueError, match="start.entry_offset: must be 4 finite numbers"):
         check_start({**start(60.0), "entry_offset": [1.0, 2.0]})
     env.reset(0)
@@ -167,25 +169,19 @@ def test_bad_input_names_the_field(env):
         IntersectionHW(obs_dtype="int8")
 
 
+#: a tiny QMIX: 2 episodes an iteration, batches of 2, one evaluation of 2 episodes
+TINY = {
+    "num_envs": 2, "rnn_hidden_dim": 8, "mixing_embed_dim": 4, "hypernet_embed": 8,
+    "batch_size": 2, "buffer_size": 8, "length_buckets": 1, "test_interval": 150,
+    "test_nepisode": 2,
+}  # fmt: skip
+
+
 def test_trains_on_the_host_path_with_two_workers():
     """Two QMIX iterations of 2 episodes each, stepped in 2 spawned worker processes; the
     arrival and collision rates reach the metrics."""
     result = powmarl.train(
-        "qmix",
-        "intersection_hw",
-        seeds=[0],
-        t_max=150,
-        num_workers=2,
-        progress=False,
-        num_envs=2,
-        rnn_hidden_dim=8,
-        mixing_embed_dim=4,
-        hypernet_embed=8,
-        batch_size=2,
-        buffer_size=8,
-        length_buckets=1,
-        test_interval=150,
-        test_nepisode=2,
+        "qmix", "intersection_hw", seeds=[0], t_max=150, num_workers=2, progress=False, **TINY
     )
     assert result.backend.kind == "host" and result.t_env.min() >= 150
     row = result.metrics[-1]

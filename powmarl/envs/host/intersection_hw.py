@@ -91,6 +91,9 @@ def check_start(start: Mapping) -> dict[str, np.ndarray]:
             f"start.destination: vehicle i enters from arm i and must leave by another arm, "
             f"got {out['destination']}"
         )
+    if np.any((out["entry_offset"] < 0) | (out["entry_offset"] > 97.5)):
+        # beyond 97.5 m (2.5 m before the lane's end) the vehicle would start past its lane
+        raise ValueError(f"start.entry_offset: must be in [0, 97.5] m, got {out['entry_offset']}")
     if np.any(out["speed"] < 0):
         raise ValueError(f"start.speed: must be >= 0, got {out['speed']}")
     return out
