@@ -156,6 +156,10 @@ def test_host_checks_and_copies_from_a_factory():
     assert views[0].shape == (2, 3, 3)
     vec.close()
     assert env.pz.closed
+    # a closure does not pickle (mpe2's parallel_env is one): the env object is pickled
+    closure = from_pettingzoo(lambda: FakeParallelEnv(max_cycles=2))
+    assert closure.clone is None and pickle.loads(pickle.dumps(closure)).spec.episode_limit == 2
+    assert pickle.loads(pickle.dumps(contract.copy_factory(closure)))().spec == closure.spec
 
 
 @pytest.mark.parametrize(

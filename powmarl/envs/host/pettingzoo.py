@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -208,14 +209,26 @@ class PettingZooEnv(HostEnvDefaults):
 
 
 def _built(factory: Callable[[], Any], options: dict[str, Any]) -> PettingZooEnv:
-    """``factory()`` wrapped, with a ``clone`` that does the same again (pickles when the
-    factory does, so spawned workers can build their copies)."""
+    """``factory()`` wrapped, with a ``clone`` that does the same again when the factory
+    pickles (spawned workers then build their own copies). A factory that does not pickle
+    (a closure, such as the ``parallel_env`` of PettingZoo's and mpe2's modules) sets no
+    ``clone``: the env object is pickled instead, where it can be."""
     pz = factory()
     if not _is_parallel_env(pz):
         raise _not_parallel(pz, f"from_pettingzoo: the factory {factory!r} returned")
     env = PettingZooEnv(pz, **options)
-    env.clone = functools.partial(_built, factory, options)
+    clone = functools.partial(_built, factory, options)
+    if _pickles(clone):
+        env.clone = clone
     return env
+
+
+def _pickles(obj: Any) -> bool:
+    try:
+        pickle.dumps(obj)
+    except Exception:  # noqa: BLE001 - any failure means "not picklable"
+        return False
+    return True
 
 
 def from_pettingzoo(
@@ -227,9 +240,10 @@ def from_pettingzoo(
 ) -> PettingZooEnv:
     """A host env over a PettingZoo ``ParallelEnv``, or over a function returning one.
 
-    Given a function (e.g. ``mpe2.simple_spread_v3.parallel_env`` or a
-    ``functools.partial`` of it), copies for worker processes are made by calling it again;
-    given an env object, by pickling it. ``reward``: "sum" or "mean" of the agents'
+    Given a function that pickles (one defined at module level, or a ``functools.partial``
+    of one), copies for worker processes are made by calling it again; otherwise (an env
+    object, or a closure such as mpe2's ``simple_spread_v3.parallel_env``) by pickling the
+    env, and in this process when that fails too. ``reward``: "sum" or "mean" of the agents'
     rewards. ``episode_limit``: the most steps of an episode (default: the env's
     ``max_cycles``). ``noop_action``: the one action of agents that left the episode.
     """
