@@ -56,6 +56,11 @@ FAMILY_VALUES: dict[str, dict[str, Any]] = {
     # SMACv2 5v5 on SMAX: as SMAC but 32 test episodes / 10k; metric: mean test return
     "smacv2": {"remat_agent": True, "t_max": 10_050_000, "test_interval": 10_000,
                "test_nepisode": 32, "checkpoint_interval": 500_000},
+    # the intersection: epsilon fixed at 0.1, C = 0.1, 5.05M steps, 16 test episodes / 2000;
+    # a checkpoint every 200k steps (the buffer is ~0.4 GiB per seed)
+    "intersection": {"t_max": 5_050_000, "epsilon_start": 0.1, "epsilon_finish": 0.1,
+                     "test_interval": 2000, "test_nepisode": 16, "recognition_threshold": 0.1,
+                     "checkpoint_interval": 200_000},
 }  # fmt: skip
 
 #: SMAC maps of the paper that SMAX can express (notes sec. 5.3, ambiguity 13): 3s_vs_5z and
@@ -85,4 +90,6 @@ def tasks(algo: str) -> list[tuple[str, str, str, dict[str, Any], str]]:
     for race in SMACV2_RACES:
         text = f"SMACv2-like 5v5 {race} (SMAX), 10.05M steps, mean test return"
         out.append((f"smacv2_{race}_5v5", "smacv2", f"smacv2_{race}_5v5", {}, text))
+    text = "the 4-way intersection (JAX port of the authors' highway-env), 5.05M steps, eps 0.1"
+    out.append(("intersection", "intersection", "intersection", {}, text))
     return out

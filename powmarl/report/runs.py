@@ -22,7 +22,8 @@ _KWARG_ABBREV = {"punishment": "p"}
 #: Row keys that are not metrics.
 _NOT_METRICS = frozenset({"seed", "t_env", "variant", "algo"})
 
-DEFAULT_METRICS = ("eval/battle_won_mean", "eval/return_mean")
+#: The paper's metric of each family: SMAC win rate, intersection arrival rate, else return.
+DEFAULT_METRICS = ("eval/battle_won_mean", "eval/all_arrive_mean", "eval/return_mean")
 
 
 class ReportError(ValueError):
@@ -250,8 +251,9 @@ def metric_names(groups: Iterable[Group]) -> list[str]:
 
 def choose_metric(groups: Sequence[Group], metric: str | None) -> str:
     """``metric`` if logged (error listing the logged ones otherwise), else the default:
-    the SMAX win rate where logged (SMAC maps), else the greedy test return (also for
-    the SMACv2-like scenarios, whose paper metric is the mean test return)."""
+    the SMAX win rate where logged (SMAC maps), the arrival rate where logged (the
+    intersection), else the greedy test return (also for the SMACv2-like scenarios, whose
+    paper metric is the mean test return)."""
     available = metric_names(groups)
     if metric is not None:
         if metric not in available:
@@ -261,7 +263,7 @@ def choose_metric(groups: Sequence[Group], metric: str | None) -> str:
             )
         return metric
     smacv2 = bool(groups) and all(g.env_id.startswith("smacv2_") for g in groups)
-    for name in DEFAULT_METRICS[1:] if smacv2 else DEFAULT_METRICS:
+    for name in DEFAULT_METRICS[2:] if smacv2 else DEFAULT_METRICS:
         if name in available:
             return name
     raise ReportError(

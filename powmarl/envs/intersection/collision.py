@@ -10,11 +10,12 @@ For a pair (a, b) with a before b in the vehicle list, after both have moved:
 - a sphere pre-check: no contact when |p_b - p_a| > (diag_a + diag_b) / 2 + v_a dt
   (diag = sqrt(L^2 + W^2); only a's speed, as the authors' code);
 - on each of the 8 edge normals n of the two rectangles, the projections [min, max] of
-  both corner sets; ``intersecting`` unless some axis separates them (interval distance
-  > 0); ``will_intersect`` unless some axis separates them after a's interval is swept by
-  n . (v_a - v_b) dt;
+  both corner sets (in closed form, on the 4 distinct directions); ``intersecting``
+  unless some axis separates them (interval distance > 0); ``will_intersect`` unless
+  some axis separates them after a's interval is swept by n . (v_a - v_b) dt;
 - when they will intersect, the translation is the smallest |swept interval distance|
-  over the axes (first axis on ties) along the axis oriented from b's centre to a's.
+  over the axes (first axis on ties) along the axis oriented from b's centre to a's
+  (the corners' mean is the position).
 
 Intersecting marks both crashed now; will-intersect sets impact +t/2 on a and -t/2 on b
 (a later pair overwrites an earlier one's impact), applied, with the crash, in the next
@@ -40,7 +41,8 @@ _CORNERS = np.array(
 
 
 def polygons(position, heading, length: float = LENGTH, width: float = WIDTH):
-    """[..., 4, 2] corners of rectangles centred at ``position`` [..., 2] with ``heading``."""
+    """[..., 4, 2] corners of rectangles centred at ``position`` [..., 2] with ``heading``
+    (``RoadObject.polygon`` without the repeated first corner)."""
     corners = jnp.asarray(_CORNERS) * jnp.array([length / LENGTH, width / WIDTH])
     c, s = jnp.cos(heading)[..., None], jnp.sin(heading)[..., None]
     x, y = corners[:, 0], corners[:, 1]
@@ -52,47 +54,72 @@ def _interval_distance(min_a, max_a, min_b, max_b):
     return jnp.where(min_a < min_b, min_b - max_a, min_a - max_b)
 
 
-def polygons_intersecting(a, b, disp_a, disp_b):
-    """``are_polygons_intersecting`` for rectangles a, b [..., 4, 2] moving by disp [..., 2]:
-    (intersecting [...], will_intersect [...], translation [..., 2] (0 when not))."""
-    edges = jnp.concatenate([jnp.roll(a, -1, -2) - a, jnp.roll(b, -1, -2) - b], -2)  # [..., 8, 2]
-    normal = jnp.stack([-edges[..., 1], edges[..., 0]], -1)
-    normal = normal / jnp.linalg.norm(normal, axis=-1, keepdims=True)
-    proj_a = jnp.einsum("...kd,...nd->...kn", normal, a)  # [..., 8, 4]
-    proj_b = jnp.einsum("...kd,...nd->...kn", normal, b)
-    min_a, max_a = proj_a.min(-1), proj_a.max(-1)
-    min_b, max_b = proj_b.min(-1), proj_b.max(-1)
+def _normals(heading):
+    """[..., 2, 2] unit normals of a rectangle's first two edges (p0 -> p1, p1 -> p2 of
+    ``RoadObject.polygon``); the other two edges' normals are their opposites."""
+    c, s = jnp.cos(heading), jnp.sin(heading)
+    return jnp.stack([jnp.stack([-c, -s], -1), jnp.stack([-s, c], -1)], -2)
+
+
+def _projection(axes, position, heading):
+    """(min, max) [..., K] of a LENGTH x WIDTH rectangle's corners projected on ``axes``
+    [..., K, 2]: centre . n -/+ (L/2 |n . u| + W/2 |n . v|), u, v its own axes."""
+    c, s = jnp.cos(heading)[..., None], jnp.sin(heading)[..., None]
+    along = jnp.abs(axes[..., 0] * c + axes[..., 1] * s)
+    across = jnp.abs(-axes[..., 0] * s + axes[..., 1] * c)
+    radius = LENGTH / 2 * along + WIDTH / 2 * across
+    centre = axes[..., 0] * position[..., None, 0] + axes[..., 1] * position[..., None, 1]
+    return centre - radius, centre + radius
+
+
+def rectangles_intersecting(pos_a, head_a, pos_b, head_b, disp_a, disp_b):
+    """``are_polygons_intersecting`` of two vehicles' rectangles ([..., 2] positions, [...]
+    headings) moving by ``disp`` [..., 2]: (intersecting, will_intersect, translation
+    [..., 2], 0 when they will not intersect).
+
+    The 8 edge normals of the two rectangles are 4 directions and their opposites; an
+    opposite normal gives the same interval distances, so the 4 directions (a's two,
+    then b's two: the authors' order of first occurrence) decide everything.
+    """
+    axes = jnp.concatenate([_normals(head_a), _normals(head_b)], -2)  # [..., 4, 2]
+    min_a, max_a = _projection(axes, pos_a, head_a)
+    min_b, max_b = _projection(axes, pos_b, head_b)
     intersecting = jnp.all(_interval_distance(min_a, max_a, min_b, max_b) <= 0, -1)
-    sweep = jnp.einsum("...kd,...d->...k", normal, disp_a - disp_b)
+    rel = disp_a - disp_b
+    sweep = axes[..., 0] * rel[..., None, 0] + axes[..., 1] * rel[..., None, 1]
     min_a = jnp.where(sweep < 0, min_a + sweep, min_a)
     max_a = jnp.where(sweep < 0, max_a, max_a + sweep)
-    distance = _interval_distance(min_a, max_a, min_b, max_b)  # [..., 8]
+    distance = _interval_distance(min_a, max_a, min_b, max_b)  # [..., 4]
     will_intersect = jnp.all(distance <= 0, -1)
     best = jnp.argmin(jnp.abs(distance), -1)
-    axis = jnp.take_along_axis(normal, best[..., None, None], -2)[..., 0, :]
-    gap = jnp.take_along_axis(jnp.abs(distance), best[..., None], -1)[..., 0]
-    centres = a.mean(-2) - b.mean(-2)
+    pick = jnp.arange(axes.shape[-2]) == best[..., None]  # [..., 4] one-hot
+    axis = jnp.sum(jnp.where(pick[..., None], axes, 0.0), -2)
+    gap = jnp.sum(jnp.where(pick, jnp.abs(distance), 0.0), -1)
+    centres = pos_a - pos_b
     axis = jnp.where(jnp.sum(centres * axis, -1, keepdims=True) > 0, axis, -axis)
     translation = jnp.where(will_intersect[..., None], gap[..., None] * axis, 0.0)
     return intersecting, will_intersect, translation
 
 
+#: [4, 6]: +1 where the vehicle is a pair's first member, -1 its second, 0 not in it.
+_MEMBER = np.zeros((4, len(PAIRS)), np.float32)
+_MEMBER[PAIRS[:, 0], np.arange(len(PAIRS))] = 1.0
+_MEMBER[PAIRS[:, 1], np.arange(len(PAIRS))] = -1.0
+
+
 def handle_collisions(veh: Vehicles, dt: float) -> Vehicles:
-    """``Road.step``'s pairwise ``handle_collisions`` over the 6 pairs, in order."""
+    """``Road.step``'s pairwise ``handle_collisions`` over the 6 pairs: crashed where a
+    pair intersects; the impact of a vehicle from the *last* pair (in order) that will
+    intersect, as the sequential overwrites leave it."""
     i, j = PAIRS[:, 0], PAIRS[:, 1]
-    rects = polygons(veh.position, veh.heading)  # [4, 4, 2]
+    pos, head = veh.position, veh.heading
     disp = velocity(veh) * dt
-    near = jnp.linalg.norm(veh.position[j] - veh.position[i], axis=-1) <= (
-        DIAGONAL + veh.speed[i] * dt
-    )
-    hit, will, shift = polygons_intersecting(rects[i], rects[j], disp[i], disp[j])
-    hit, will = hit & near, will & near
-    crashed = veh.crashed
-    impact, has_impact = veh.impact, veh.has_impact
-    for k in range(len(PAIRS)):  # in order: a later pair's impact overwrites
-        a, b = int(PAIRS[k, 0]), int(PAIRS[k, 1])
-        impact = impact.at[a].set(jnp.where(will[k], shift[k] / 2, impact[a]))
-        impact = impact.at[b].set(jnp.where(will[k], -shift[k] / 2, impact[b]))
-        has_impact = has_impact.at[jnp.array([a, b])].set(has_impact[jnp.array([a, b])] | will[k])
-        crashed = crashed.at[jnp.array([a, b])].set(crashed[jnp.array([a, b])] | hit[k])
-    return veh.replace(crashed=crashed, impact=impact, has_impact=has_impact)
+    near = jnp.linalg.norm(pos[j] - pos[i], axis=-1) <= DIAGONAL + veh.speed[i] * dt
+    hit, will, shift = rectangles_intersecting(pos[i], head[i], pos[j], head[j], disp[i], disp[j])
+    member = jnp.asarray(_MEMBER)
+    involved = (member != 0) & (will & near)[None, :]  # [4, 6]
+    last = len(PAIRS) - 1 - jnp.argmax(involved[:, ::-1], axis=1)  # [4]
+    sign = jnp.take_along_axis(member, last[:, None], 1)  # [4, 1]
+    impact = jnp.where(involved.any(1)[:, None], sign * shift[last] / 2, veh.impact)
+    crashed = veh.crashed | jnp.any((member != 0) & (hit & near)[None, :], 1)
+    return veh.replace(crashed=crashed, impact=impact, has_impact=veh.has_impact | involved.any(1))

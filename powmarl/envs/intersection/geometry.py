@@ -141,46 +141,75 @@ def wrap_to_pi(x):
     return jnp.mod(x + jnp.pi, 2 * jnp.pi) - jnp.pi
 
 
-def _table(name: str, lane):
-    return jnp.asarray(getattr(LANES, name))[lane]
+#: The lane table as one [L, 13] array, for one gather per lookup: circular, start (2),
+#: direction (2), heading, center (2), radius, start phase, turn, length, end phase.
+_COLUMNS = ("circular", "start", "direction", "heading", "center", "radius", "start_phase",
+            "turn", "length", "end_phase")  # fmt: skip
+_TABLE = np.concatenate(
+    [np.asarray(getattr(LANES, c), np.float64).reshape(NUM_LANES, -1) for c in _COLUMNS], 1
+)
+
+
+class Lane(NamedTuple):
+    """The parameters of lanes ``lane`` [...], each [...] (or [..., 2])."""
+
+    circular: Array
+    start: Array
+    direction: Array
+    heading: Array
+    center: Array
+    radius: Array
+    start_phase: Array
+    turn: Array
+    length: Array
+
+
+def lanes(lane) -> Lane:
+    """Parameters of the lanes numbered ``lane`` [...] (ints in 0..19), one gather."""
+    row = jnp.take(jnp.asarray(_TABLE), lane, axis=0, mode="clip")  # [..., 13]
+    col = [row[..., k] for k in range(_TABLE.shape[1])]
+    return Lane(
+        circular=col[0] > 0.5, start=row[..., 1:3], direction=row[..., 3:5], heading=col[5],
+        center=row[..., 6:8], radius=col[8], start_phase=col[9], turn=col[10], length=col[11],
+    )  # fmt: skip
+
+
+def _lane(lane) -> Lane:
+    return lane if isinstance(lane, Lane) else lanes(lane)
 
 
 def local_coordinates(lane, position):
-    """(s, r) of world ``position`` [..., 2] on lanes ``lane`` [...] (int)."""
-    circular = _table("circular", lane)
-    # straight
-    delta = position - _table("start", lane)
-    d = _table("direction", lane)
+    """(s, r) of world ``position`` [..., 2] on lanes ``lane`` [...] (ids or a :class:`Lane`)."""
+    ln = _lane(lane)
+    delta = position - ln.start  # straight
+    d = ln.direction
     s_line = delta[..., 0] * d[..., 0] + delta[..., 1] * d[..., 1]
     r_line = -delta[..., 0] * d[..., 1] + delta[..., 1] * d[..., 0]
-    # arc
-    rel = position - _table("center", lane)
-    phi0, turn, radius = _table("start_phase", lane), _table("turn", lane), _table("radius", lane)
-    phi = phi0 + wrap_to_pi(jnp.arctan2(rel[..., 1], rel[..., 0]) - phi0)
-    s_arc = turn * (phi - phi0) * radius
-    r_arc = turn * (radius - jnp.sqrt(rel[..., 0] ** 2 + rel[..., 1] ** 2))
-    return jnp.where(circular, s_arc, s_line), jnp.where(circular, r_arc, r_line)
+    rel = position - ln.center  # arc
+    phi = ln.start_phase + wrap_to_pi(jnp.arctan2(rel[..., 1], rel[..., 0]) - ln.start_phase)
+    s_arc = ln.turn * (phi - ln.start_phase) * ln.radius
+    r_arc = ln.turn * (ln.radius - jnp.sqrt(rel[..., 0] ** 2 + rel[..., 1] ** 2))
+    return jnp.where(ln.circular, s_arc, s_line), jnp.where(ln.circular, r_arc, r_line)
 
 
 def position(lane, s, r=0.0):
     """World point [..., 2] at lane coordinates (s, r) of lanes ``lane`` (arcs extrapolate
     past their ends, straight lanes continue the line, as the authors' classes do)."""
-    circular = _table("circular", lane)[..., None]
-    d = _table("direction", lane)
+    ln = _lane(lane)
+    d = ln.direction
     lateral = jnp.stack([-d[..., 1], d[..., 0]], -1)
-    line = _table("start", lane) + s[..., None] * d + jnp.asarray(r)[..., None] * lateral
-    turn, radius = _table("turn", lane), _table("radius", lane)
-    phi = turn * s / radius + _table("start_phase", lane)
-    ring = (radius - r * turn)[..., None] * jnp.stack([jnp.cos(phi), jnp.sin(phi)], -1)
-    return jnp.where(circular, _table("center", lane) + ring, line)
+    line = ln.start + s[..., None] * d + jnp.asarray(r)[..., None] * lateral
+    phi = ln.turn * s / ln.radius + ln.start_phase
+    ring = (ln.radius - r * ln.turn)[..., None] * jnp.stack([jnp.cos(phi), jnp.sin(phi)], -1)
+    return jnp.where(ln.circular[..., None], ln.center + ring, line)
 
 
 def heading_at(lane, s):
     """Lane heading [rad] at longitudinal ``s`` (arcs: phi + k pi / 2, not wrapped)."""
-    turn = _table("turn", lane)
-    phi = turn * s / _table("radius", lane) + _table("start_phase", lane)
-    return jnp.where(_table("circular", lane), phi + jnp.pi / 2 * turn, _table("heading", lane))
+    ln = _lane(lane)
+    phi = ln.turn * s / ln.radius + ln.start_phase
+    return jnp.where(ln.circular, phi + jnp.pi / 2 * ln.turn, ln.heading)
 
 
 def lane_length(lane) -> Array:
-    return _table("length", lane)
+    return _lane(lane).length

@@ -84,9 +84,9 @@ def target_lane(veh: Vehicles, routes) -> Array:
 def follow_road(veh: Vehicles, routes) -> Vehicles:
     """``ControlledVehicle.follow_road``: past s > length - 2.5 on the target lane, move
     the target one lane along the route."""
-    lane = target_lane(veh, routes)
+    lane = geo.lanes(target_lane(veh, routes))
     s, _ = geo.local_coordinates(lane, veh.position)
-    passed = s > geo.lane_length(lane) - geo.VEHICLE_LENGTH_LANE / 2
+    passed = s > lane.length - geo.VEHICLE_LENGTH_LANE / 2
     stage = veh.target_stage + (passed & (veh.target_stage < FINAL_STAGE))
     return veh.replace(target_stage=stage.astype(jnp.int32))
 
@@ -118,6 +118,7 @@ def steering_control(lane, position, heading, speed):
     v_lat = -K_lat r;  h_ref = h_lane(s + v tau_p) + clip(asin(v_lat / v), +-pi/4);
     dh = K_h wrap(h_ref - h);  delta = atan(2 tan(asin(L/2 dh / v))), clipped to +-pi/3.
     """
+    lane = geo.lanes(lane)
     s, r = geo.local_coordinates(lane, position)
     future_heading = geo.heading_at(lane, s + speed * TAU_PURSUIT)
     lateral_speed = -KP_LATERAL * r
@@ -171,8 +172,9 @@ def integrate(veh: Vehicles, dt: float) -> Vehicles:
 def update_lane(veh: Vehicles, routes) -> Vehicles:
     """``Vehicle.on_state_update_simple``: past s > 97.5 on the entry lane, while the
     route still starts with it (target stage 0), the current lane becomes the exit lane."""
-    s, _ = geo.local_coordinates(routes[:, 0], veh.position)
-    passed = s > geo.lane_length(routes[:, 0]) - geo.VEHICLE_LENGTH_LANE / 2
+    entry = geo.lanes(routes[:, 0])
+    s, _ = geo.local_coordinates(entry, veh.position)
+    passed = s > entry.length - geo.VEHICLE_LENGTH_LANE / 2
     switch = ~veh.on_exit_lane & (veh.target_stage == 0) & passed
     return veh.replace(on_exit_lane=veh.on_exit_lane | switch)
 
@@ -186,20 +188,20 @@ def predict_route(veh: Vehicles, routes, times) -> Array:
     """[4, K, 2] ``ControlledVehicle.predict_trajectory_constant_speed`` positions at
     ``times`` [K]: the point s0 + v t along the remaining route (the route lanes from the
     target stage on; just the current lane once the route is empty), s0 being the
-    vehicle's s on its *current* lane, lateral 0."""
+    vehicle's s on its *current* lane, lateral 0 (``position_heading_along_route``: a
+    point past a lane's end moves to the next lane while one is left)."""
     lane = current_lane(veh, routes)
     s0, _ = geo.local_coordinates(lane, veh.position)
-    stage = veh.target_stage
-    remaining = jnp.maximum(FINAL_STAGE - stage, 1)  # [4] lanes in the route list
-    first = jnp.where(stage >= FINAL_STAGE, lane, target_lane(veh, routes))
+    stage = veh.target_stage[:, None]
+    hops = jnp.minimum(stage + jnp.arange(FINAL_STAGE), FINAL_STAGE)  # [4, 3]
+    route = jnp.take_along_axis(routes, hops, 1)  # the route list, then padding
+    route = route.at[:, 0].set(jnp.where(stage[:, 0] >= FINAL_STAGE, lane, route[:, 0]))
+    left = jnp.maximum(FINAL_STAGE - stage, 1)  # [4, 1] lanes in the route list
+    length = geo.lane_length(route)  # [4, 3]
     lon = s0[:, None] + veh.speed[:, None] * jnp.asarray(times)  # [4, K]
-    cur = jnp.broadcast_to(first[:, None], lon.shape)
-    hop = jnp.zeros(lon.shape, jnp.int32)
-    for _ in range(FINAL_STAGE - 1):  # position_heading_along_route: at most 2 hops
-        length = geo.lane_length(cur)
-        go = (hop < remaining[:, None] - 1) & (lon > length)
-        lon = jnp.where(go, lon - length, lon)
-        hop = hop + go
-        nxt = jnp.take_along_axis(routes, jnp.minimum(stage[:, None] + hop, FINAL_STAGE), 1)
-        cur = jnp.where(go, nxt, cur)
+    go1 = (left > 1) & (lon > length[:, :1])
+    lon = jnp.where(go1, lon - length[:, :1], lon)
+    go2 = go1 & (left > 2) & (lon > length[:, 1:2])
+    lon = jnp.where(go2, lon - length[:, 1:2], lon)
+    cur = jnp.where(go2, route[:, 2:3], jnp.where(go1, route[:, 1:2], route[:, :1]))
     return geo.position(cur, lon, 0.0)
