@@ -2,8 +2,8 @@
 
 Constructed episodes (``reset_from``) check the geometry, the observation layout, the
 reward, termination and info of arrivals, crashes and time-outs, and the authors' lane
-tracking; seeded resets check the authors' start draw; a tiny QMIX run trains it on the
-host path with its copies in 2 worker processes. Skips when highway-env is not installed.
+tracking; seeded resets check the authors' start draw; a tiny QMIX run (slow) trains it on
+the host path with its copies in 2 worker processes. Skips without highway-env.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ pytest.importorskip("highway_env", reason="intersection_hw needs highway-env (po
 import powmarl
 from powmarl.envs import contract
 from powmarl.envs.host.intersection_hw import IntersectionHW, check_start
+from powmarl.envs.host.vector import HostVectorEnv, make_copies
 
 SLOWER, IDLE, FASTER = 0, 1, 2
 #: Entry lane of arm i: from START[i] towards the centre along DIRECTION[i] (road nodes
@@ -169,6 +170,16 @@ def test_bad_input_names_the_field(env):
         IntersectionHW(obs_dtype="int8")
 
 
+def test_copies_step_with_none_active(env):
+    """A block of copies whose episodes have all ended steps to no views (a worker's block
+    while another worker's episodes run on: variable episode lengths)."""
+    vec = HostVectorEnv(make_copies(env, 2))
+    vec.reset([0, 1])
+    reward, terminated, truncated, info, views = vec.step(np.ones((2, 4), int), np.zeros(2, bool))
+    assert views == (None, None, None) and not reward.any() and not (terminated | truncated).any()
+    assert set(info) == {"all_arrive", "collision"}
+
+
 #: a tiny QMIX: 2 episodes an iteration, batches of 2, one evaluation of 2 episodes
 TINY = {
     "num_envs": 2, "rnn_hidden_dim": 8, "mixing_embed_dim": 4, "hypernet_embed": 8,
@@ -177,9 +188,11 @@ TINY = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_trains_on_the_host_path_with_two_workers():
     """Two QMIX iterations of 2 episodes each, stepped in 2 spawned worker processes; the
-    arrival and collision rates reach the metrics."""
+    arrival and collision rates reach the metrics. Slow: ~50 s of CPU (compiling the
+    learner for 101-step episodes, and JAX and highway-env imported in each worker)."""
     result = powmarl.train(
         "qmix", "intersection_hw", seeds=[0], t_max=150, num_workers=2, progress=False, **TINY
     )

@@ -84,7 +84,7 @@ class HostVectorEnv:
                 check_step_views(env, *view)
             views.append(view)
         template = next(v for v in views if v is not None) if any(active) else None
-        filled = [v if v is not None else _zeros_like(template) for v in views]
+        filled = [v if v is not None else _zeros_like(template) for v in views] if template else []
         obs, state, avail = _stack(filled) if template is not None else (None, None, None)
         return reward, terminated, truncated, info, (obs, state, avail)
 
