@@ -9,6 +9,7 @@ the host path with its copies in 2 worker processes. Skips without highway-env.
 from __future__ import annotations
 
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -168,6 +169,12 @@ def test_bad_input_names_the_field(env):
         env.step([0, 1, 2, 3])
     with pytest.raises(ValueError, match="obs_dtype"):
         IntersectionHW(obs_dtype="int8")
+
+
+def test_missing_highway_env_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "highway_env", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'powmarl\[highway\]'"):
+        powmarl.envs.make("intersection_hw")
 
 
 def test_copies_step_with_none_active(env):
