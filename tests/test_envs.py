@@ -33,6 +33,8 @@ def registry_cases():
             continue  # optional packages: tests/test_jaxmarl_adapter.py, tests/test_jumanji.py
         if env_id in ("matrix_host", "intersection_hw") or env_id.startswith("sc2_"):
             continue  # host (Python) envs: tests/test_host.py, test_host_smac.py, test_intersection_hw.py
+        if env_id == "intersection":
+            continue  # tests/test_intersection.py runs its check (compiling it costs ~20 s)
         slow = env_id.startswith("stag_hunt")
         marks = (pytest.mark.slow,) if slow else ()
         cases.append(pytest.param(env_id, {}, marks=marks, id=f"{env_id}-default"))

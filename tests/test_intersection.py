@@ -22,6 +22,8 @@ from powmarl.envs.intersection import env as env_module
 from powmarl.envs.intersection import geometry as geo
 from powmarl.envs.intersection import vehicle as vh
 
+pytestmark = pytest.mark.usefixtures("key_reuse_check")
+
 SLOWER, IDLE, FASTER = vh.SLOWER, vh.IDLE, vh.FASTER
 ENV = powmarl.envs.make("intersection")
 PARAMS = ENV.default_params()

@@ -136,9 +136,10 @@ def test_resolved_configs_equal_those_of_the_old_resolution():
 
 
 def test_presets_keep_their_names():
-    assert len(presets.PRESETS) == 135
+    assert len(presets.PRESETS) == 144
     for algo in presets.ALGOS:
-        for task in ("matrix_pow", "matrix_wqmix", "stag_hunt_p0", "stag_hunt_p4", "smax_2s3z"):
+        tasks = ("matrix_pow", "matrix_wqmix", "stag_hunt_p0", "stag_hunt_p4", "smax_2s3z")
+        for task in (*tasks, "intersection"):
             assert f"{algo}_{task}" in presets.PRESETS
         assert f"{algo}_smacv2_zerg_5v5" in presets.PRESETS
 

@@ -10,7 +10,7 @@ For a pair (a, b) with a before b in the vehicle list, after both have moved:
 - a sphere pre-check: no contact when |p_b - p_a| > (diag_a + diag_b) / 2 + v_a dt
   (diag = sqrt(L^2 + W^2); only a's speed, as the authors' code);
 - on each of the 8 edge normals n of the two rectangles, the projections [min, max] of
-  both corner sets (in closed form, on the 4 distinct directions); ``intersecting``
+  both corner sets (in closed form); ``intersecting``
   unless some axis separates them (interval distance > 0); ``will_intersect`` unless
   some axis separates them after a's interval is swept by n . (v_a - v_b) dt;
 - when they will intersect, the translation is the smallest |swept interval distance|
@@ -54,17 +54,17 @@ def _interval_distance(min_a, max_a, min_b, max_b):
     return jnp.where(min_a < min_b, min_b - max_a, min_a - max_b)
 
 
-def _normals(heading):
-    """[..., 2, 2] unit normals of a rectangle's first two edges (p0 -> p1, p1 -> p2 of
-    ``RoadObject.polygon``); the other two edges' normals are their opposites."""
-    c, s = jnp.cos(heading), jnp.sin(heading)
-    return jnp.stack([jnp.stack([-c, -s], -1), jnp.stack([-s, c], -1)], -2)
+def _normals(c, s):
+    """[..., 4, 2] unit normals of a rectangle's 4 edges (p0 -> p1, ..., p3 -> p0 of
+    ``RoadObject.polygon``) from cos and sin of its heading: two directions and their
+    opposites, all needed (the swept interval distance is not symmetric under n -> -n)."""
+    return jnp.stack([jnp.stack(n, -1) for n in ((-c, -s), (-s, c), (c, s), (s, -c))], -2)
 
 
-def _projection(axes, position, heading):
+def _projection(axes, position, c, s):
     """(min, max) [..., K] of a LENGTH x WIDTH rectangle's corners projected on ``axes``
-    [..., K, 2]: centre . n -/+ (L/2 |n . u| + W/2 |n . v|), u, v its own axes."""
-    c, s = jnp.cos(heading)[..., None], jnp.sin(heading)[..., None]
+    [..., K, 2]: centre . n -/+ (L/2 |n . u| + W/2 |n . v|), u = (c, s), v = (-s, c)."""
+    c, s = c[..., None], s[..., None]
     along = jnp.abs(axes[..., 0] * c + axes[..., 1] * s)
     across = jnp.abs(-axes[..., 0] * s + axes[..., 1] * c)
     radius = LENGTH / 2 * along + WIDTH / 2 * across
@@ -77,13 +77,14 @@ def rectangles_intersecting(pos_a, head_a, pos_b, head_b, disp_a, disp_b):
     headings) moving by ``disp`` [..., 2]: (intersecting, will_intersect, translation
     [..., 2], 0 when they will not intersect).
 
-    The 8 edge normals of the two rectangles are 4 directions and their opposites; an
-    opposite normal gives the same interval distances, so the 4 directions (a's two,
-    then b's two: the authors' order of first occurrence) decide everything.
+    The 8 edge normals of the two rectangles, in the authors' order (a's 4 edges, then
+    b's): an opposite normal gives other swept interval distances when the intervals
+    overlap, so the translation needs all 8.
     """
-    axes = jnp.concatenate([_normals(head_a), _normals(head_b)], -2)  # [..., 4, 2]
-    min_a, max_a = _projection(axes, pos_a, head_a)
-    min_b, max_b = _projection(axes, pos_b, head_b)
+    (ca, sa), (cb, sb) = (jnp.cos(head_a), jnp.sin(head_a)), (jnp.cos(head_b), jnp.sin(head_b))
+    axes = jnp.concatenate([_normals(ca, sa), _normals(cb, sb)], -2)  # [..., 8, 2]
+    min_a, max_a = _projection(axes, pos_a, ca, sa)
+    min_b, max_b = _projection(axes, pos_b, cb, sb)
     intersecting = jnp.all(_interval_distance(min_a, max_a, min_b, max_b) <= 0, -1)
     rel = disp_a - disp_b
     sweep = axes[..., 0] * rel[..., None, 0] + axes[..., 1] * rel[..., None, 1]
@@ -91,10 +92,11 @@ def rectangles_intersecting(pos_a, head_a, pos_b, head_b, disp_a, disp_b):
     max_a = jnp.where(sweep < 0, max_a, max_a + sweep)
     distance = _interval_distance(min_a, max_a, min_b, max_b)  # [..., 4]
     will_intersect = jnp.all(distance <= 0, -1)
-    best = jnp.argmin(jnp.abs(distance), -1)
-    pick = jnp.arange(axes.shape[-2]) == best[..., None]  # [..., 4] one-hot
+    gaps = jnp.abs(distance)
+    first = jnp.cumsum(gaps == jnp.min(gaps, -1, keepdims=True), -1) == 1
+    pick = first & (gaps == jnp.min(gaps, -1, keepdims=True))  # [..., 8] one-hot: first min
     axis = jnp.sum(jnp.where(pick[..., None], axes, 0.0), -2)
-    gap = jnp.sum(jnp.where(pick, jnp.abs(distance), 0.0), -1)
+    gap = jnp.sum(jnp.where(pick, gaps, 0.0), -1)
     centres = pos_a - pos_b
     axis = jnp.where(jnp.sum(centres * axis, -1, keepdims=True) > 0, axis, -axis)
     translation = jnp.where(will_intersect[..., None], gap[..., None] * axis, 0.0)
@@ -118,8 +120,11 @@ def handle_collisions(veh: Vehicles, dt: float) -> Vehicles:
     hit, will, shift = rectangles_intersecting(pos[i], head[i], pos[j], head[j], disp[i], disp[j])
     member = jnp.asarray(_MEMBER)
     involved = (member != 0) & (will & near)[None, :]  # [4, 6]
-    last = len(PAIRS) - 1 - jnp.argmax(involved[:, ::-1], axis=1)  # [4]
-    sign = jnp.take_along_axis(member, last[:, None], 1)  # [4, 1]
-    impact = jnp.where(involved.any(1)[:, None], sign * shift[last] / 2, veh.impact)
+    order = jnp.arange(len(PAIRS))
+    last = jnp.max(jnp.where(involved, order, -1), axis=1)  # [4]: -1 when none
+    chosen = (order[None, :] == last[:, None]) & involved  # [4, 6] one-hot (or empty)
+    signed = jnp.where(chosen, member, 0.0)[:, :, None] * shift[None]  # no matmul: exact
+    new_impact = jnp.sum(signed, 1) / 2
+    impact = jnp.where(involved.any(1)[:, None], new_impact, veh.impact)
     crashed = veh.crashed | jnp.any((member != 0) & (hit & near)[None, :], 1)
     return veh.replace(crashed=crashed, impact=impact, has_impact=veh.has_impact | involved.any(1))

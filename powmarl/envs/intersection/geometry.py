@@ -192,6 +192,15 @@ def local_coordinates(lane, position):
     return jnp.where(ln.circular, s_arc, s_line), jnp.where(ln.circular, r_arc, r_line)
 
 
+def straight_coordinates(lane, position):
+    """(s, r) on lanes known to be straight (entry and exit lanes): the straight branch of
+    :func:`local_coordinates` alone, without the arc's atan2 and sqrt."""
+    ln = _lane(lane)
+    delta, d = position - ln.start, ln.direction
+    s = delta[..., 0] * d[..., 0] + delta[..., 1] * d[..., 1]
+    return s, -delta[..., 0] * d[..., 1] + delta[..., 1] * d[..., 0]
+
+
 def position(lane, s, r=0.0):
     """World point [..., 2] at lane coordinates (s, r) of lanes ``lane`` (arcs extrapolate
     past their ends, straight lanes continue the line, as the authors' classes do)."""

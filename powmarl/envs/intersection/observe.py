@@ -50,5 +50,5 @@ def global_state(obs) -> Array:
 
 def arrived(veh: vh.Vehicles, routes) -> Array:
     """[4] ``has_arrived``: the current lane is the exit lane (il -> o) and s >= 25 on it."""
-    s, _ = geo.local_coordinates(routes[:, 2], veh.position)
+    s, _ = geo.straight_coordinates(routes[:, 2], veh.position)
     return veh.on_exit_lane & (s >= ARRIVE_DISTANCE)

@@ -173,7 +173,7 @@ def update_lane(veh: Vehicles, routes) -> Vehicles:
     """``Vehicle.on_state_update_simple``: past s > 97.5 on the entry lane, while the
     route still starts with it (target stage 0), the current lane becomes the exit lane."""
     entry = geo.lanes(routes[:, 0])
-    s, _ = geo.local_coordinates(entry, veh.position)
+    s, _ = geo.straight_coordinates(entry, veh.position)
     passed = s > entry.length - geo.VEHICLE_LENGTH_LANE / 2
     switch = ~veh.on_exit_lane & (veh.target_stage == 0) & passed
     return veh.replace(on_exit_lane=veh.on_exit_lane | switch)
