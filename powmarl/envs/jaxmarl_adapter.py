@@ -146,7 +146,9 @@ class JaxMarlEnv(JaxEnvDefaults):
         self.action_counts = tuple(_num_actions(env, a) for a in self.agents)
         self._has_avail = _overrides(env, "get_avail_actions")
         self._has_world_state = hasattr(env, "get_world_state")
-        obs, env_state = jax.eval_shape(env.reset, jax.random.key(0))
+        # shapes only: an abstract key, so no key is invented here
+        self._key_shape = jax.eval_shape(jax.random.key, 0)
+        obs, env_state = jax.eval_shape(env.reset, self._key_shape)
         self.obs_dim = max(math.prod(obs[a].shape) for a in self.agents)
         self._obs_world_state = "world_state" in obs and not self._has_world_state
         state_dim = jax.eval_shape(self._state_view, obs, env_state).shape[0]
@@ -162,7 +164,7 @@ class JaxMarlEnv(JaxEnvDefaults):
     def _scalar_info_keys(self, env_state) -> tuple[str, ...]:
         """The names of ``step_env``'s scalar info entries (found by shape, not by running)."""
         actions = {a: jnp.zeros((), jnp.int32) for a in self.agents}
-        out = jax.eval_shape(self.env.step_env, jax.random.key(0), env_state, actions)
+        out = jax.eval_shape(self.env.step_env, self._key_shape, env_state, actions)
         infos = out[4] if isinstance(out[4], Mapping) else {}
         return tuple(sorted(k for k, v in infos.items() if getattr(v, "shape", None) == ()))
 

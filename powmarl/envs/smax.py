@@ -35,6 +35,13 @@ import numpy as np
 
 from powmarl.envs import smax_maps
 from powmarl.envs.base import JaxEnvDefaults
+from powmarl.envs.jaxmarl_adapter import (
+    agent_dict,
+    check_episode_limit,
+    end_flags,
+    make_timestep,
+    stack_agents,
+)
 from powmarl.types import Array, EnvSpec, TimeStep
 
 MISSING_JAXMARL = "smax: needs jaxmarl; install with pip install 'powmarl[smax]'"
@@ -165,9 +172,7 @@ class SmaxEnv(JaxEnvDefaults):
         info = smax_maps.lookup(map_name)
         if obs_dtype not in OBS_DTYPES:
             raise ValueError(f"obs_dtype: must be one of {sorted(OBS_DTYPES)}, got {obs_dtype!r}")
-        limit = info.episode_limit if episode_limit is None else episode_limit
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"episode_limit: must be an integer >= 1, got {episode_limit!r}")
+        limit = check_episode_limit(info.episode_limit if episode_limit is None else episode_limit)
         self.map_name, self.map_info, self.episode_limit = map_name, info, limit
         self.obs_dtype = OBS_DTYPES[obs_dtype]
         self.num_allies, self.num_enemies = len(info.allies), len(info.enemies)
@@ -238,16 +243,18 @@ class SmaxEnv(JaxEnvDefaults):
 
     def step(self, key, state, actions, params: SmaxParams):
         actions = jnp.clip(jnp.asarray(actions).astype(jnp.int32), 0, self.spec.num_actions - 1)
-        named = {agent: actions[i] for i, agent in enumerate(self.smax.agents)}
-        _, new_state, _, _, _ = self.smax.step_env(key, state, named)
+        _, new_state, _, _, _ = self.smax.step_env(
+            key, state, agent_dict(actions, self.smax.agents)
+        )
         reward, won, _, dead_allies, dead_enemies = shaped_reward(
             params, state.state, new_state.state, self.num_allies, self.smax.unit_type_health
         )
         units = new_state.state
         allies_alive = jnp.any(units.unit_alive[: self.num_allies])
         enemies_alive = jnp.any(units.unit_alive[self.num_allies :])
-        terminated = ~(allies_alive & enemies_alive)
-        truncated = (units.step >= self.episode_limit) & ~terminated
+        terminated, truncated = end_flags(
+            ~(allies_alive & enemies_alive), units.step, self.episode_limit
+        )
         info = {
             "battle_won": won.astype(jnp.float32),
             "dead_allies": dead_allies,
@@ -259,15 +266,7 @@ class SmaxEnv(JaxEnvDefaults):
 
     def _timestep(self, state, reward, terminated, truncated, info) -> TimeStep:
         obs, global_state, avail = self._views(state.state)
-        return TimeStep(
-            obs=obs,
-            state=global_state,
-            avail_actions=avail,
-            reward=jnp.asarray(reward, jnp.float32),
-            terminated=jnp.asarray(terminated, bool),
-            truncated=jnp.asarray(truncated, bool),
-            info=info,
-        )
+        return make_timestep(obs, global_state, avail, reward, terminated, truncated, info)
 
     def _views(self, units) -> tuple[Array, Array, Array]:
         """(obs [A, O], state [X], avail_actions [A, U]) of a SMAX unit state."""
@@ -322,7 +321,7 @@ class SmaxEnv(JaxEnvDefaults):
 
     def _avail(self, units) -> Array:
         avail = self.smax._env.get_avail_actions(units)
-        return jnp.stack([avail[agent] for agent in self.smax.agents]).astype(bool)
+        return stack_agents(avail, self.smax.agents).astype(bool)
 
     # ------------------------------------------------------------------ compact replay
 
