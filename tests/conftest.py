@@ -11,6 +11,16 @@ Set ``POWMARL_KEY_REUSE=1`` to turn the checker on for everything.
 A per-session JAX compilation cache speeds up tests that compile the same programs; the
 xdist workers and the subprocesses tests start inherit it from the controlling process.
 
+Most tests compile a small program and run it briefly, so compiling is what they cost: the
+suite compiles with most XLA optimisations off (``JAX_DISABLE_MOST_OPTIMIZATIONS=1``, also
+inherited by subprocesses), which halves a small training's CPU time. Tests whose cost is
+running (the matrix-game learning checks) or that compare against numbers recorded with the
+optimised program (the golden runs) carry ``@pytest.mark.optimized`` and compile as users do.
+Set ``JAX_DISABLE_MOST_OPTIMIZATIONS=0`` to run everything optimised.
+
+``POWMARL_TEST_TIMES=FILE`` appends one JSON line per test (id, CPU seconds of the process
+that ran it, wall seconds, setup included): CPU time is what to compare on a busy machine.
+
 Workers (``-n auto`` in pyproject.toml): the whole suite (``make test``, ``pytest -q``, or
 ``-m slow``) runs on ``min(cores, 4)`` worker processes; a run that names test files or
 ids runs in this one process (quicker to start for a single file). ``-n N`` on the command
@@ -32,6 +42,10 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+
+import json
+import time
 
 import jax
 import pytest
@@ -48,6 +62,33 @@ def key_reuse_check():
     """Run the test with JAX's key-reuse checker on: any reused PRNG key raises KeyReuseError."""
     with jax.debug_key_reuse(True):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _optimized_when_marked(request):
+    """``@pytest.mark.optimized``: compile this test's programs with XLA's optimisations on."""
+    if request.node.get_closest_marker("optimized") is None:
+        yield
+        return
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With ``POWMARL_TEST_TIMES`` set, log each test's CPU and wall seconds (module docstring)."""
+    path = os.environ.get("POWMARL_TEST_TIMES")
+    cpu, wall = time.process_time(), time.perf_counter()
+    yield
+    if path:
+        row = {"id": item.nodeid, "cpu": round(time.process_time() - cpu, 2),
+               "wall": round(time.perf_counter() - wall, 2)}  # fmt: skip
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def pytest_xdist_auto_num_workers(config):

@@ -8,6 +8,9 @@ import json
 import pytest
 from golden_runs import DATA, RUNS, comparable_rows, param_digests, train
 
+#: recorded with XLA's optimisations on, as users compile (tests/conftest.py)
+pytestmark = pytest.mark.optimized
+
 
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_metrics_and_params_equal_the_recorded_run(name):

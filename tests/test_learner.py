@@ -24,16 +24,6 @@ from powmarl.types import EpisodeBatch
 pytestmark = pytest.mark.usefixtures("key_reuse_check")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def fast_compiles():
-    """Compile with most XLA optimisations off in this module: the learners here run once on
-    tiny batches, so compile time is all that counts (about 15% faster on the 2-core CI box)."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
-
-
 CFG = Config(
     batch_size=4,
     buffer_size=16,
