@@ -188,8 +188,8 @@ class Intersection(JaxEnvDefaults):
         )
 
     def render_frame(self, frame, env_params):
-        """The road, the vehicles (numbered; red once crashed, green once arrived), their
-        route points, the time and the return so far."""
+        """The road, the vehicles (numbered; red once crashed, a white outline once
+        arrived), their destinations, the step, the return so far and the speeds."""
         del env_params
         from powmarl.envs.intersection.draw import draw_intersection
 
