@@ -166,6 +166,11 @@ class SmaxEnv(JaxEnvDefaults):
         """The paper's run settings of SMACv2 (a race map) or SMAC (notes sec. 4.4)."""
         return dict(smax_maps.SMACV2_RUN if self.random_units else smax_maps.SMAC_RUN)
 
+    @property
+    def main_metric(self) -> str:
+        """The paper reports test returns on SMACv2, win rates on SMAC (notes sec. 10)."""
+        return "return" if self.random_units else "battle_won"
+
     def __init__(
         self, map_name: str = "3s_vs_5z", episode_limit: int | None = None, obs_dtype="float16"
     ):
