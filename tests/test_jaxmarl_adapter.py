@@ -163,8 +163,11 @@ def test_errors_name_the_field():
         JaxMarlEnv(no_limit)
 
 
+@pytest.mark.slow
 def test_qmix_trains_through_the_cli_id(tmp_path):
-    """``powmarl train --env jaxmarl --env-arg name=MPE_simple_spread_v3``, one short run."""
+    """``powmarl train --env jaxmarl --env-arg name=MPE_simple_spread_v3``, one short run.
+    Slow (about 45 s CPU, the compile of a training program): the default suite trains one
+    JAX adapter, Jumanji's LBF, in tests/test_jumanji.py."""
     from powmarl.cli import main
 
     run_dir = tmp_path / "spread"

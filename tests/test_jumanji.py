@@ -2,8 +2,9 @@
 a hand-built LBF scene (reward, mask, food count, termination, truncation), seeded RWARE
 episodes against Jumanji's own timesteps, and a short QMIX run on ``lbf``.
 
-The side-by-side comparison with the gymnasium packages (``lbforaging``, ``rware``) under a
-random policy is ``tests/test_jumanji_vs_gym.py`` (slow).
+Slow (``-m slow``): RWARE's conformance check, and the side-by-side comparison with the
+gymnasium packages (``lbforaging``, ``rware``) under a random policy, whose measured numbers
+are in docs/envs/jumanji.md.
 """
 
 from __future__ import annotations
@@ -82,8 +83,14 @@ def test_specs_and_errors(lbf, rware):
         envs.make("rware", episode_limit=0)
 
 
-def test_conformance(lbf, rware):
+def test_conformance(lbf):
     envs.check(lbf, episodes=1)
+
+
+@pytest.mark.slow
+def test_conformance_rware(rware):
+    """Slow: RWARE's step compiles three times here (jitted, eagerly, vmapped), the costliest
+    compile of these tests; the seeded RWARE test below runs in the default suite."""
     envs.check(rware, episodes=1)
 
 
@@ -142,8 +149,8 @@ def test_rware_seeded_episode_matches_jumanji(rware):
     """Random available actions for a whole episode: obs, mask and reward are Jumanji's;
     the state is the obs concatenated; deliveries = reward; a collision terminates;
     otherwise the limit truncates."""
-    # eager: the adapter's step runs Jumanji's step compiled once (rware._step), which the
-    # conformance check's un-jitted episodes compiled already
+    # eager: the adapter's step runs Jumanji's step compiled once (rware._step), so the
+    # reference and the adapter share one compile
     raw_step, step = rware._step, rware.step
     params = rware.default_params()
     key = jax.random.key(5)
