@@ -342,7 +342,7 @@ def test_greedy_episode_plays_and_draws_as_a_gif(tmp_path):
         assert img.n_frames == len(frames)
 
 
-@pytest.mark.slow  # ~60 s of CPU, nearly all compiling the training program
+@pytest.mark.slow  # ~45 s of CPU, nearly all compiling the training program
 def test_training_logs_arrival_and_collision_rates():
     result = powmarl.train(
         "qmix", ENV, seeds=[0], t_max=2 * 8 * EPISODE_LIMIT, progress=False,
