@@ -90,7 +90,7 @@ def rectangles_intersecting(pos_a, head_a, pos_b, head_b, disp_a, disp_b):
     sweep = axes[..., 0] * rel[..., None, 0] + axes[..., 1] * rel[..., None, 1]
     min_a = jnp.where(sweep < 0, min_a + sweep, min_a)
     max_a = jnp.where(sweep < 0, max_a, max_a + sweep)
-    distance = _interval_distance(min_a, max_a, min_b, max_b)  # [..., 4]
+    distance = _interval_distance(min_a, max_a, min_b, max_b)  # [..., 8]
     will_intersect = jnp.all(distance <= 0, -1)
     gaps = jnp.abs(distance)
     first = jnp.cumsum(gaps == jnp.min(gaps, -1, keepdims=True), -1) == 1

@@ -116,7 +116,8 @@ def steering_control(lane, position, heading, speed):
     P -> steering angle.
 
     v_lat = -K_lat r;  h_ref = h_lane(s + v tau_p) + clip(asin(v_lat / v), +-pi/4);
-    dh = K_h wrap(h_ref - h);  delta = atan(2 tan(asin(L/2 dh / v))), clipped to +-pi/3.
+    dh = K_h wrap(h_ref - h);  delta = atan(2 tan(asin(L/2 dh / v))), clipped to +-pi/3
+    (as atan2(2 sin, cos): float32's tan(pi/2) is negative).
     """
     lane = geo.lanes(lane)
     s, r = geo.local_coordinates(lane, position)
