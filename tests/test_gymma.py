@@ -192,8 +192,8 @@ def _random_policy_return(env, episodes: int = 300) -> float:
 @pytest.mark.xfail(
     reason="measured 2026-12-02: QMIX (library defaults, epsilon over 50k, batch 32) ended at "
     "greedy return 0.0 on all 3 seeds after 200k steps (random 0.0035); EPyMARL standardises "
-    "rewards and trains for millions of steps",
-    strict=False,
+    "rewards and trains for millions of steps; strict: a pass means the docs need the new numbers",
+    strict=True,
 )
 def test_qmix_learns_lbf_coop_through_gymma(tmp_path):
     """Every seed's greedy return ends well above a uniformly random policy's (~0.004)."""
