@@ -243,7 +243,8 @@ def identity(env: Any) -> tuple[str, dict[str, Any]] | None:
     return registry.identity(env)
 
 
-def _pickles(obj: Any) -> bool:
+def pickles(obj: Any) -> bool:
+    """Whether ``obj`` pickles (what spawned worker processes need of an env factory)."""
     try:
         pickle.dumps(obj)
     except Exception:  # noqa: BLE001 - any failure means "not picklable"
@@ -271,7 +272,7 @@ def copy_factory(env: Any) -> Callable[[], Any] | None:
     if clone is not None:
         candidates.append(clone)
     for factory in candidates:
-        if _pickles(factory):
+        if pickles(factory):
             return factory
     try:
         frozen = pickle.dumps(env)

@@ -13,7 +13,6 @@ per-episode seeds drawn from each member's key: a deterministic env replays exac
 from __future__ import annotations
 
 import os
-import pickle
 import sys
 
 import jax
@@ -54,7 +53,7 @@ def make_vector(env, copies: int, num_workers: int, log):
     limit = contract.max_copies(env)
     copies = max(1, min(copies, limit or copies))
     factory = contract.copy_factory(env) if num_workers > 1 and copies > 1 else None
-    if factory is not None and not _pickles(factory):  # workers are spawned: it must pickle
+    if factory is not None and not contract.pickles(factory):  # workers are spawned: it must pickle
         factory = None
     if num_workers > 1 and copies > 1 and factory is None:
         log(f"powmarl: {type(env).__name__} cannot be copied into worker processes; stepping "
@@ -62,14 +61,6 @@ def make_vector(env, copies: int, num_workers: int, log):
     if factory is None:
         return HostVectorEnv(make_copies(env, copies))
     return WorkerVectorEnv(factory, copies, num_workers, contract.obs_dtype(env))
-
-
-def _pickles(factory) -> bool:
-    try:
-        pickle.dumps(factory)
-    except Exception:  # noqa: BLE001 - any failure means "not picklable"
-        return False
-    return True
 
 
 class HostBackend:

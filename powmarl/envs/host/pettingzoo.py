@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import functools
 import importlib
-import pickle
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from powmarl.envs import contract
 from powmarl.envs.host import spaces
 from powmarl.envs.host.base import HostEnvDefaults
 from powmarl.types import EnvSpec
@@ -218,17 +218,9 @@ def _built(factory: Callable[[], Any], options: dict[str, Any]) -> PettingZooEnv
         raise _not_parallel(pz, f"from_pettingzoo: the factory {factory!r} returned")
     env = PettingZooEnv(pz, **options)
     clone = functools.partial(_built, factory, options)
-    if _pickles(clone):
+    if contract.pickles(clone):
         env.clone = clone
     return env
-
-
-def _pickles(obj: Any) -> bool:
-    try:
-        pickle.dumps(obj)
-    except Exception:  # noqa: BLE001 - any failure means "not picklable"
-        return False
-    return True
 
 
 def from_pettingzoo(
