@@ -7,7 +7,8 @@ Trains every algorithm on every game (``matrix_pow`` and the games of
 ``benchmarks/other_games.py``), seeds 0-4, uniform exploration (the library defaults), one
 training at a time, into ``ROOT/<algo>/<game>``: a finished run directory is kept, a
 partial one resumed. Then writes ``ROOT/reference_scores.yaml`` (per task label, the game's
-worst payoff as low and its optimum as high) and prints the ``powmarl report`` command.
+worst payoff as low and its optimum as high; tasks already in the file are kept) and prints
+the ``powmarl report`` command.
 """
 
 from __future__ import annotations
@@ -54,12 +55,15 @@ def train_one(algo: str, game: str, run_dir: Path, t_max: int) -> None:
 
 
 def write_reference(root: Path, dirs: list[Path], games: dict[Path, str]) -> Path:
-    """reference_scores.yaml: per task label (as the report names it), [worst, best] payoff."""
-    reference = {}
+    """reference_scores.yaml: per task label (as the report names it), [worst, best] payoff.
+
+    Tasks already in the file are kept, so a run over some games does not drop the others
+    (a report over every game needs all of them)."""
+    path = root / "reference_scores.yaml"
+    reference = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
     for group in load_groups(dirs):
         payoff = payoff_of(games[next(iter(group.dirs.values()))])
         reference[group.task] = {"low": float(payoff.min()), "high": float(payoff.max())}
-    path = root / "reference_scores.yaml"
     path.write_text(yaml.safe_dump(reference, sort_keys=True))
     return path
 
