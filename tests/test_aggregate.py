@@ -7,6 +7,7 @@ Run directories are written by hand (config.json + metrics.jsonl); no training r
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -176,3 +177,34 @@ def test_probability_of_improvement_equals_rliables():
     expected = metrics.probability_of_improvement(x, y)
     assert agg.probability_of_improvement(x, y) == pytest.approx(expected, abs=1e-12)
     assert agg.probability_of_improvement(x, x) == 0.5
+
+
+def test_bootstrap_is_reproducible_and_leaves_the_global_rng_alone(tmp_path):
+    # rliable 1.2 resamples with np.random.choice and ignores its random_state argument
+    rng = np.random.default_rng(1)
+    finals = {t: list(rng.normal(size=6)) for t in TASKS}
+    dirs = write_runs(tmp_path, "x", finals)
+    dirs += write_runs(tmp_path, "y", {t: list(rng.normal(size=6)) for t in TASKS})
+    _, _, scores = scores_of(dirs)
+
+    def intervals(seed):
+        opts = agg.Options(reps=50, seed=seed)
+        est = agg.interval_estimates(scores, opts)
+        return np.stack([est["x"], est["y"]]), agg.improvement_probabilities(scores, opts)
+
+    np.random.seed(123)
+    before = np.random.get_state()
+    first, first_poi = intervals(0)
+    after = np.random.get_state()
+    assert before[0] == after[0] and np.array_equal(before[1], after[1])
+    assert before[2:] == after[2:]
+    np.random.rand()  # the caller's draws between calls must not matter either
+    second, second_poi = intervals(0)
+    np.testing.assert_array_equal(first, second)
+    assert first_poi == second_poi
+    alone = dataclasses.replace(scores, algos=["y"], normalised={"y": scores.normalised["y"]})
+    np.testing.assert_array_equal(agg.interval_estimates(alone, agg.Options(reps=50))["y"], first[1])
+    other, other_poi = intervals(1)
+    np.testing.assert_array_equal(first[:, 0], other[:, 0])  # same point estimates
+    assert not np.array_equal(first[:, 1:], other[:, 1:])
+    assert first_poi[("x", "y")][1:] != other_poi[("x", "y")][1:]

@@ -18,6 +18,7 @@ rliable is an optional extra (``pip install 'powmarl[aggregate]'``), imported on
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -219,22 +220,40 @@ def _aggregates(x: np.ndarray) -> np.ndarray:
     )
 
 
+@contextlib.contextmanager
+def seeded_global_rng(seed: int):
+    """Seed numpy's global random state for the block, then restore the caller's state.
+
+    rliable 1.2's ``StratifiedBootstrap``/``StratifiedIndependentBootstrap.update_indices``
+    draw with ``np.random.choice`` (the global state) and ignore the ``random_state`` they
+    are given, so without this a bootstrap interval changes from call to call."""
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
 def _estimates(score_dict: dict[str, Any], func, options: Options) -> dict[str, np.ndarray]:
-    """{key: [3, ...] (point, low, high)} by rliable's stratified bootstrap (percentile)."""
+    """{key: [3, ...] (point, low, high)} by rliable's stratified bootstrap (percentile).
+
+    Each key is bootstrapped from ``options.seed`` on its own, so its interval depends only
+    on its scores, ``func`` and the options, not on which other keys are in the report."""
     library, _ = rliable()
-    with warnings.catch_warnings():
-        # arch asks for ``generator=`` instead of the ``random_state=`` rliable passes it
-        warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
-        points, intervals = library.get_interval_estimates(
-            score_dict,
-            func,
-            reps=options.reps,
-            confidence_interval_size=options.confidence,
-            random_state=np.random.RandomState(options.seed),
-        )
     out = {}
-    for key, point in points.items():
-        point = np.atleast_1d(point)
+    for key, scores in score_dict.items():
+        with warnings.catch_warnings(), seeded_global_rng(options.seed):
+            # arch asks for ``generator=`` instead of the ``random_state=`` rliable passes it
+            warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
+            points, intervals = library.get_interval_estimates(
+                {key: scores},
+                func,
+                reps=options.reps,
+                confidence_interval_size=options.confidence,
+                random_state=np.random.RandomState(options.seed),
+            )
+        point = np.atleast_1d(points[key])
         out[key] = np.concatenate([point[None], np.reshape(intervals[key], (2, *point.shape))])
     return out
 
