@@ -208,3 +208,32 @@ def test_bootstrap_is_reproducible_and_leaves_the_global_rng_alone(tmp_path):
     np.testing.assert_array_equal(first[:, 0], other[:, 0])  # same point estimates
     assert not np.array_equal(first[:, 1:], other[:, 1:])
     assert first_poi[("x", "y")][1:] != other_poi[("x", "y")][1:]
+
+
+def test_improvement_title_fits_with_nine_algorithms(tmp_path, monkeypatch):
+    from itertools import combinations
+
+    from matplotlib.text import Text
+
+    from powmarl.report import aggregate_plots as figs
+
+    drawn = []
+    monkeypatch.setattr(figs, "_save", lambda fig, path: drawn.append(fig) or path)
+    names = ["pow_qmix", "pow_vdn", "pow_qplex", "cw_qmix", "ow_qmix", "qmix", "vdn", "qplex"]
+    for algos in (names + ["resq_with_a_rather_long_name"], names[:2]):
+        pairs = list(combinations(algos, 2))
+        probs = dict.fromkeys(pairs, (0.5, 0.3, 0.7))
+        figs.plot_improvement(probs, pairs, "95% stratified bootstrap intervals", tmp_path)
+        fig = drawn[-1]
+        renderer = fig.canvas.get_renderer()
+        fig.draw(renderer)  # lays the figure out as savefig would
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+        titles = [t for t in texts if "probability of improvement and" in t.get_text()]
+        assert len(titles) == 1 and "bootstrap intervals" in titles[0].get_text()
+        rows = fig.axes[0].get_yticklabels()
+        assert len(rows) == len(pairs)
+        for artist in (*titles, *rows):  # the title and every row label lie inside the image
+            extent, box = artist.get_window_extent(renderer), fig.bbox
+            assert box.x0 <= extent.x0 and extent.x1 <= box.x1, artist.get_text()
+            assert box.y0 <= extent.y0 and extent.y1 <= box.y1, artist.get_text()
+        figs.pyplot().close(fig)
