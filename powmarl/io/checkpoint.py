@@ -20,10 +20,12 @@ import json
 import os
 import re
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from powmarl.io.run_dir import atomic_write, atomic_write_text
@@ -66,13 +68,10 @@ def save(run_dir: str | os.PathLike, state: Any, meta: dict[str, Any], keep: int
     directory = checkpoint_dir(run_dir)
     stem = f"ckpt-{int(meta['iteration']):09d}"
     data_path = directory / f"{stem}.npz"
-    leaves = [
-        np.asarray(jax.random.key_data(x) if _is_key(x) else x)
-        for x in jax.tree.leaves(jax.device_get(state))
-    ]
+    leaves = jax.tree.leaves(state)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(data_path, lambda fh: np.savez(fh, *leaves))
+        atomic_write(data_path, lambda fh: _write_leaves(fh, leaves))
         record = {
             **meta,
             "file": data_path.name,
@@ -89,6 +88,21 @@ def save(run_dir: str | os.PathLike, state: Any, meta: dict[str, Any], keep: int
         ) from err
     _prune(directory, keep)
     return data_path
+
+
+def _host(leaf) -> np.ndarray:
+    """One leaf as a host array (a key as its raw data)."""
+    return np.asarray(jax.device_get(jax.random.key_data(leaf) if _is_key(leaf) else leaf))
+
+
+def _write_leaves(fh, leaves) -> None:
+    """Write ``leaves`` as ``np.savez`` does (entries ``arr_<i>.npy``, stored, zip64), one
+    leaf at a time: only one leaf is ever copied to the host, never the whole state (on
+    an accelerator ``device_get`` of the tree would hold a second full copy)."""
+    with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for i, leaf in enumerate(leaves):
+            with zf.open(f"arr_{i}.npy", "w", force_zip64=True) as entry:
+                np.lib.format.write_array(entry, _host(leaf), allow_pickle=False)
 
 
 def _prune(directory: Path, keep: int) -> None:
@@ -134,24 +148,29 @@ def _load_one(meta_path: Path, template: Any) -> Checkpoint:
             raise CheckpointError(f"{meta_path.name}: unreadable record ({err!r})") from None
     specs, treedef = jax.tree.flatten(template)
     with np.load(data_path) as npz:
-        arrays = [npz[f"arr_{i}"] for i in range(len(npz.files))]
-    if len(arrays) != len(specs):
-        raise CheckpointError(
-            f"{data_path.name}: holds {len(arrays)} arrays, this configuration needs "
-            f"{len(specs)} (was the run's config changed?)"
-        )
-    leaves = []
-    for i, (array, spec) in enumerate(zip(arrays, specs)):
-        if _is_key(spec):
-            leaves.append(jax.random.wrap_key_data(array))
-            continue
-        if array.shape != spec.shape or array.dtype != spec.dtype:
+        if len(npz.files) != len(specs):
             raise CheckpointError(
-                f"{data_path.name}: leaf {i} is {array.dtype}{list(array.shape)}, expected "
-                f"{spec.dtype}{list(spec.shape)} (was the run's config changed?)"
+                f"{data_path.name}: holds {len(npz.files)} arrays, this configuration needs "
+                f"{len(specs)} (was the run's config changed?)"
             )
-        leaves.append(array)
+        leaves = [_device_leaf(npz[f"arr_{i}"], spec, i, data_path.name)
+                  for i, spec in enumerate(specs)]
     return Checkpoint(jax.tree.unflatten(treedef, leaves), meta, data_path)
+
+
+def _device_leaf(array: np.ndarray, spec, i: int, name: str):
+    """Leaf ``i`` read from the file, checked against ``spec`` and copied into a device
+    array that owns its memory. Reading and placing leaf by leaf keeps at most one leaf on
+    the host; a state of host arrays would stay alive beside the device copy the first
+    (donating) ``run_chunk`` makes of it, and numpy memory cannot be donated."""
+    if _is_key(spec):
+        return jax.random.wrap_key_data(jnp.array(array, copy=True))
+    if array.shape != spec.shape or array.dtype != spec.dtype:
+        raise CheckpointError(
+            f"{name}: leaf {i} is {array.dtype}{list(array.shape)}, expected "
+            f"{spec.dtype}{list(spec.shape)} (was the run's config changed?)"
+        )
+    return jnp.array(array, copy=True)
 
 
 def load_latest(run_dir: str | os.PathLike, template: Any, log=None) -> Checkpoint | None:
