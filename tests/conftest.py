@@ -16,7 +16,10 @@ suite compiles with most XLA optimisations off (``JAX_DISABLE_MOST_OPTIMIZATIONS
 inherited by subprocesses), which halves a small training's CPU time. Tests whose cost is
 running (the matrix-game learning checks) or that compare against numbers recorded with the
 optimised program (the golden runs) carry ``@pytest.mark.optimized`` and compile as users do.
-Set ``JAX_DISABLE_MOST_OPTIMIZATIONS=0`` to run everything optimised.
+Set ``JAX_DISABLE_MOST_OPTIMIZATIONS=0`` to run everything optimised. Compilations made
+with them off also skip XLA:CPU's fusion emitters (``tests/support/fast_compile.py``, also
+in subprocesses; turn off with ``POWMARL_FAST_COMPILE=0``), and every run's init goes op by op (``POWMARL_COMPILE_INIT=0``,
+bitwise the same state), so its small kernels are compiled once per worker.
 
 ``POWMARL_TEST_TIMES=FILE`` appends one JSON line per test (id, CPU seconds of the process
 that ran it, wall seconds, setup included): CPU time is what to compare on a busy machine.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 
 # A compilation cache shared by this test session and the subprocesses it starts: many
@@ -43,6 +47,9 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# every run's init op by op: its kernels are compiled once per process and shared by all
+# the trainings a worker starts (bitwise the same state; powmarl.runners.members.init_program)
+os.environ.setdefault("POWMARL_COMPILE_INIT", "0")
 
 import json
 import time
@@ -52,6 +59,17 @@ import pytest
 
 if os.environ.get("POWMARL_KEY_REUSE") == "1":
     jax.config.update("jax_debug_key_reuse", True)
+
+# faster compiles with optimisations off, here and in every Python subprocess (through
+# tests/support/sitecustomize.py), so that in- and out-of-process runs compile alike
+_SUPPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "support")
+sys.path.insert(0, _SUPPORT)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_SUPPORT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+)
+import fast_compile
+
+fast_compile.install()
 
 #: more workers than this gain little (the longest tests run ~1 min each) and cost memory
 MAX_WORKERS = 4

@@ -16,17 +16,20 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from test_experiments import SMALL as EXPERIMENT_SMALL
 from test_experiments import learning_rows
 
 import powmarl
-from powmarl.api import evaluate, resume, run_status
+from powmarl.api import evaluate, resolve_settings, resume, run_status
 from powmarl.cli import main
 from powmarl.io import checkpoint
 from powmarl.io.episodes import FILE as EPISODES
 from powmarl.io.run_dir import read_metrics
+from powmarl.runners.backend import backend_for
+from powmarl.runners.members import Member, stack_hparams
 
 REPO = Path(__file__).resolve().parents[1]
 ENVS = {"jax": "matrix_pow", "host": "matrix_host"}
@@ -144,3 +147,31 @@ def test_nan_loss_stops_with_step_and_metric(backend, tmp_path, capsys):
     assert code == 1
     assert "train/loss" in err and "is nan" in err and "env step 1000" in err
     assert "no checkpoint had been written yet" in err
+
+
+@pytest.mark.parametrize("backend", sorted(ENVS))
+def test_init_op_by_op_equals_the_compiled_init(backend, monkeypatch):
+    """``POWMARL_COMPILE_INIT=0`` (the suite's setting) starts every member from bitwise the
+    same state as the compiled init users get: POW-QMIX, whose Q* and Q_r add the most
+    initialisers, two seeds."""
+    env = powmarl.envs.make(ENVS[backend])
+    algo = powmarl.algos.make("pow_qmix")
+    cfg, hp = resolve_settings(env, SMALL, algo)
+    members = [Member(0), Member(1)]
+    hps = stack_hparams([hp, hp])
+    states = {}
+    for compiled in ("1", "0"):
+        monkeypatch.setenv("POWMARL_COMPILE_INIT", compiled)
+        runner = backend_for(env, cfg, algo, members, hps, num_workers=1)
+        states[compiled] = [np.asarray(x) for x in jax.tree.leaves(key_data(runner.init()))]
+        runner.close()
+    assert len(states["1"]) == len(states["0"])
+    for compiled_leaf, eager_leaf in zip(states["1"], states["0"]):
+        np.testing.assert_array_equal(compiled_leaf, eager_leaf)
+
+
+def key_data(tree):
+    """PRNG keys as their uint32 data, so every leaf compares as an array."""
+    return jax.tree.map(
+        lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+        else x, tree)  # fmt: skip

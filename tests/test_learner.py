@@ -21,7 +21,13 @@ from powmarl.networks.mixers import QMixer
 from powmarl.runners.period import truncate_batch
 from powmarl.types import EpisodeBatch
 
-pytestmark = pytest.mark.usefixtures("key_reuse_check")
+pytestmark = [
+    pytest.mark.usefixtures("key_reuse_check"),
+    # one worker for the module: its learners run un-jitted and share per-primitive kernels,
+    # which each worker would compile again (measured: 114 s CPU in one process, 291 s when
+    # xdist spread the tests over two workers)
+    pytest.mark.xdist_group("test_learner"),
+]
 
 
 CFG = Config(

@@ -324,6 +324,12 @@ def test_qmix_trains_on_3s_vs_5z():
         test_nepisode=2,
         test_interval=1,
         progress=False,
+        # one learner branch instead of the ladder's five, small networks: compiling is the
+        # cost of this smoke test
+        length_buckets=1,
+        rnn_hidden_dim=16,
+        hypernet_embed=16,
+        mixing_embed_dim=8,
     )
     row = result.metrics[-1]
     for name in ("eval/return_mean", "eval/battle_won_mean", "train/loss", "train/return_mean"):

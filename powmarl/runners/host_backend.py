@@ -27,7 +27,7 @@ from powmarl.envs import contract
 from powmarl.learner import make_learner
 from powmarl.runners.host_rollout import empty_episodes, make_member_act, play_members
 from powmarl.runners.jax_runner import RunnerState
-from powmarl.runners.members import Member, member_keys
+from powmarl.runners.members import Member, init_program, member_keys
 from powmarl.runners.period import (
     bucketed_update,
     episode_metrics,
@@ -121,7 +121,7 @@ class HostBackend:
             )
             return state.replace(learner=learner_state), metrics
 
-        self._init = jax.jit(jax.vmap(init))
+        self._init = init_program(jax.vmap(init))
         self._split = jax.jit(jax.vmap(split))
         self._store = jax.jit(jax.vmap(store), donate_argnums=0)
         self._learn = jax.jit(

@@ -17,7 +17,7 @@ import numpy as np
 from powmarl.algos.base import Algorithm
 from powmarl.config import Config, HParams
 from powmarl.runners.jax_runner import Runner, make_runner
-from powmarl.runners.members import Member, member_keys
+from powmarl.runners.members import Member, init_program, member_keys
 
 
 def member_sharding(num_members: int, log=None):
@@ -37,8 +37,9 @@ def member_sharding(num_members: int, log=None):
 
 
 def compile_fns(runner: Runner):
-    """Separate compiled ``init`` and ``run_chunk``, vmapped over members."""
-    init = jax.jit(jax.vmap(runner.init, in_axes=(0, None)))
+    """Separate ``init`` (compiled unless :func:`init_program` says otherwise) and compiled
+    ``run_chunk``, vmapped over members."""
+    init = init_program(jax.vmap(runner.init, in_axes=(0, None)))
     run_chunk = jax.jit(
         jax.vmap(runner.run_chunk, in_axes=(0, 0, None, None), axis_name="seed"),
         donate_argnums=0,
