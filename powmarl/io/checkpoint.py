@@ -162,7 +162,9 @@ def _device_leaf(array: np.ndarray, spec, i: int, name: str):
     """Leaf ``i`` read from the file, checked against ``spec`` and copied into a device
     array that owns its memory. Reading and placing leaf by leaf keeps at most one leaf on
     the host; a state of host arrays would stay alive beside the device copy the first
-    (donating) ``run_chunk`` makes of it, and numpy memory cannot be donated."""
+    (donating) ``run_chunk`` makes of it, and numpy memory cannot be donated. The copy is
+    forced: on CPU ``device_put`` aliases a 64-byte-aligned numpy array, and donating such
+    a buffer frees nothing (the step then holds two states)."""
     if _is_key(spec):
         return jax.random.wrap_key_data(jnp.array(array, copy=True))
     if array.shape != spec.shape or array.dtype != spec.dtype:
