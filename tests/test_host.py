@@ -251,6 +251,8 @@ def test_schedule_matches_the_jax_runner():
 # --------------------------------------------------------------------------- learning
 
 LEARN = {"t_max": 3000, "batch_size": 32, "buffer_size": 500, "length_buckets": 1}
+#: half the default widths, as tests/test_matrix_results.py's default-suite checks
+SMALL_NETS = {"rnn_hidden_dim": 32, "hypernet_embed": 32, "mixing_embed_dim": 16}
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +268,7 @@ def pow_host(tmp_path_factory):
         with jax.debug_key_reuse(True):
             result = powmarl.train(
                 "pow_qmix", "matrix_host", seeds=[0, 1], run_dir=run_dir, progress=False,
-                **{**LEARN, "t_max": 8000},
+                **{**LEARN, "t_max": 8000, **SMALL_NETS},
             )
     finally:
         jax.config.update("jax_disable_most_optimizations", previous)
