@@ -64,3 +64,15 @@ def test_files_are_np_savez_compatible_both_ways(tmp_path, state):
     record_path.write_text(json.dumps(record))
     ckpt = checkpoint.load_latest(tmp_path, _template(state))
     assert all(jax.tree.leaves(jax.tree.map(_same, state, ckpt.state)))
+
+
+def test_an_aligned_leaf_is_copied_not_aliased():
+    """On CPU device_put aliases a 64-byte-aligned host array; donation would then free
+    nothing, so a loaded leaf must own its memory whatever the file's alignment."""
+    raw = np.empty(4096 + 64, np.uint8)
+    start = (-raw.ctypes.data) % 64
+    array = raw[start : start + 4096].view(np.float32)
+    array[:] = 1.5
+    leaf = checkpoint._device_leaf(array, jax.ShapeDtypeStruct(array.shape, array.dtype), 0, "x")
+    assert leaf.unsafe_buffer_pointer() != array.ctypes.data
+    assert _same(leaf, array)

@@ -162,17 +162,19 @@ def _device_leaf(array: np.ndarray, spec, i: int, name: str):
     """Leaf ``i`` read from the file, checked against ``spec`` and copied into a device
     array that owns its memory. Reading and placing leaf by leaf keeps at most one leaf on
     the host; a state of host arrays would stay alive beside the device copy the first
-    (donating) ``run_chunk`` makes of it, and numpy memory cannot be donated. The copy is
-    forced: on CPU ``device_put`` aliases a 64-byte-aligned numpy array, and donating such
-    a buffer frees nothing (the step then holds two states)."""
-    if _is_key(spec):
-        return jax.random.wrap_key_data(jnp.array(array, copy=True))
-    if array.shape != spec.shape or array.dtype != spec.dtype:
+    (donating) ``run_chunk`` makes of it, and numpy memory cannot be donated. The copy must
+    be real: on CPU ``device_put`` aliases a 64-byte-aligned numpy array (even with
+    ``may_alias=False``, jax 0.10) and donating such a buffer frees nothing (the step then
+    holds two states); ``jnp.array(copy=True)`` copies twice, so it is the fallback only."""
+    if not _is_key(spec) and (array.shape != spec.shape or array.dtype != spec.dtype):
         raise CheckpointError(
             f"{name}: leaf {i} is {array.dtype}{list(array.shape)}, expected "
             f"{spec.dtype}{list(spec.shape)} (was the run's config changed?)"
         )
-    return jnp.array(array, copy=True)
+    leaf = jax.device_put(array)
+    if array.size and leaf.unsafe_buffer_pointer() == array.ctypes.data:  # aliased
+        leaf = jnp.array(array, copy=True)
+    return jax.random.wrap_key_data(leaf) if _is_key(spec) else leaf
 
 
 def load_latest(run_dir: str | os.PathLike, template: Any, log=None) -> Checkpoint | None:
