@@ -82,10 +82,23 @@ def key_reuse_check():
         yield
 
 
+#: the optimisation mode the previous test of this worker compiled in
+_last_mode: list[bool] = []
+
+
 @pytest.fixture(autouse=True)
 def _optimized_when_marked(request):
-    """``@pytest.mark.optimized``: compile this test's programs with XLA's optimisations on."""
-    if request.node.get_closest_marker("optimized") is None:
+    """``@pytest.mark.optimized``: compile this test's programs with XLA's optimisations on.
+
+    jax's in-memory caches are not keyed by the mode (a program or an op-by-op kernel
+    compiled by an earlier test would be reused as it was compiled), so they are cleared
+    whenever a worker switches between modes; the persistent cache is keyed by the
+    compile options and stays."""
+    optimized = request.node.get_closest_marker("optimized") is not None
+    if _last_mode and _last_mode[-1] != optimized:
+        jax.clear_caches()
+    _last_mode[:] = [optimized]
+    if not optimized:
         yield
         return
     previous = jax.config.read("jax_disable_most_optimizations")

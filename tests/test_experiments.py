@@ -107,7 +107,7 @@ def test_checkpoint_write_failure_keeps_previous(tmp_path, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(np, "savez", disk_full)
+    monkeypatch.setattr(np.lib.format, "write_array", disk_full)  # mid-file, as a full disk
     with pytest.raises(checkpoint.CheckpointError, match="No space left.*ckpt-000000001 is kept"):
         checkpoint.save(tmp_path, _tree(2.0), {"iteration": 2})
     files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())

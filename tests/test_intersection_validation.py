@@ -296,6 +296,10 @@ def test_port_collision_test_matches_highway_env():
     assert 1000 < will.sum() < 3000
 
 
+# compiled as users compile: the suite's fast compiles (tests/support/fast_compile.py) use
+# XLA:CPU's older elemental emitters, whose maths drifts the free-running port 0.013 m from
+# highway-env by step 19 of episode 9 (measured; within the 1e-3 m tolerance with them on)
+@pytest.mark.optimized
 def test_port_matches_highway_env_step_by_step():
     tally = validate(32, seed=0)
     assert min(tally.ends.values()) >= 3 and tally.fast.sum() >= 8, tally.ends
