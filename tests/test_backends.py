@@ -150,12 +150,12 @@ def test_nan_loss_stops_with_step_and_metric(backend, tmp_path, capsys):
 
 
 @pytest.mark.optimized  # as users compile: with most optimisations off they differ by an ulp
-@pytest.mark.parametrize("backend", sorted(ENVS))
-def test_init_op_by_op_equals_the_compiled_init(backend, monkeypatch):
+def test_init_op_by_op_equals_the_compiled_init(monkeypatch):
     """``POWMARL_COMPILE_INIT=0`` (the suite's setting) starts every member from bitwise the
     same state as the compiled init users get: POW-QMIX, whose Q* and Q_r add the most
-    initialisers, two seeds."""
-    env = powmarl.envs.make(ENVS[backend])
+    initialisers, two seeds. The JAX backend only: the host backend's init goes through the
+    same ``init_program`` (66 s CPU more for the same check)."""
+    env = powmarl.envs.make(ENVS["jax"])
     algo = powmarl.algos.make("pow_qmix")
     cfg, hp = resolve_settings(env, SMALL, algo)
     members = [Member(0), Member(1)]
