@@ -18,8 +18,9 @@ running (the matrix-game learning checks) or that compare against numbers record
 optimised program (the golden runs) carry ``@pytest.mark.optimized`` and compile as users do.
 Set ``JAX_DISABLE_MOST_OPTIMIZATIONS=0`` to run everything optimised. Compilations made
 with them off also skip XLA:CPU's fusion emitters (``tests/support/fast_compile.py``, also
-in subprocesses; turn off with ``POWMARL_FAST_COMPILE=0``), and every run's init goes op by op (``POWMARL_COMPILE_INIT=0``,
-bitwise the same state), so its small kernels are compiled once per worker.
+in subprocesses; ``POWMARL_FAST_COMPILE=0`` turns this off), and every run's init goes op
+by op (``POWMARL_COMPILE_INIT=0``, bitwise the same state), so that its small kernels are
+compiled once per worker.
 
 ``POWMARL_TEST_TIMES=FILE`` appends one JSON line per test (id, CPU seconds of the process
 that ran it, wall seconds, setup included): CPU time is what to compare on a busy machine.

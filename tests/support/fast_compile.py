@@ -6,11 +6,11 @@ compared with.
 With most optimisations off (``JAX_DISABLE_MOST_OPTIMIZATIONS=1``, the suite's default),
 every compilation also gets ``OPTIONS``. XLA:CPU's MLIR fusion emitters take ~3x longer to
 compile a small learner update than the older elemental emitters (qmix on the tiny
-predator-prey: 4.4 s vs 1.4 s). The programs they make differ in rounding (and their maths
-is less exact: the intersection port drifts 0.013 m from highway-env in 19 free-running
-steps, tests/test_intersection_validation.py), so compilations
-with optimisations on (the ``optimized`` tests, which compare with recorded numbers and
-compile as users do) never get them. ``POWMARL_FAST_COMPILE=0`` turns this off.
+predator-prey: 4.4 s vs 1.4 s). The programs the older emitters make round differently, and
+their maths is less exact (the intersection port drifts 0.013 m from highway-env in 19
+free-running steps: tests/test_intersection_validation.py), so compilations with
+optimisations on (the ``optimized`` tests, which compare with recorded numbers and compile
+as users do) never get these options. ``POWMARL_FAST_COMPILE=0`` turns this off.
 """
 
 from __future__ import annotations
