@@ -163,9 +163,9 @@ def test_init_op_by_op_equals_the_compiled_init(monkeypatch):
     states = {}
     for compiled in ("1", "0"):
         monkeypatch.setenv("POWMARL_COMPILE_INIT", compiled)
-        runner = backend_for(env, cfg, algo, members, hps, num_workers=1)
-        states[compiled] = [np.asarray(x) for x in jax.tree.leaves(key_data(runner.init()))]
-        runner.close()
+        backend = backend_for(env, cfg, algo, members, hps, num_workers=1)
+        states[compiled] = [np.asarray(x) for x in jax.tree.leaves(key_data(backend.init()))]
+        backend.close()
     assert len(states["1"]) == len(states["0"])
     for compiled_leaf, eager_leaf in zip(states["1"], states["0"]):
         np.testing.assert_array_equal(compiled_leaf, eager_leaf)

@@ -3,8 +3,9 @@
 Every check is made on the greedy joint action of each seed (its payoff in the game).
 
 The ``slow`` tests make every check at the paper's settings (networks, batch 128, 50k
-steps; POW also at 8k, where it has settled: docs/results.md). Together they take over an
-hour of CPU, so they run by hand (``pytest -m slow tests/test_matrix_results.py``).
+steps; POW also at 8k, where it has settled: docs/results.md). They run by hand
+(``pytest -m slow tests/test_matrix_results.py``): the three POW checks at 8k alone took
+~650 s of CPU in the last recorded run.
 
 The default suite makes the central checks with ``SMALL`` networks (a quarter of the
 paper's batch, half its agent and mixer widths, a 64-wide Q*); in the recorded runs

@@ -46,7 +46,7 @@ def init_program(init):
     Both give bitwise the same state (tests/test_backends.py checks). Compiling it is
     cheaper for a single run; op by op is cheaper when many runs start in one process (the
     test suite), because its small kernels are compiled once and shared by all of them: a
-    vmapped POW-QMIX init on the matrix game costs ~20 s CPU compiled and ~5-9 s op by op
+    vmapped POW-QMIX init on the matrix game costs ~20 s CPU compiled and ~4-9 s op by op
     once another algorithm's init has run.
     """
     if os.environ.get("POWMARL_COMPILE_INIT", "1") != "0":
