@@ -113,6 +113,12 @@ class Config:
         "learner: build agent inputs per step and recompute the GRU step in the backward pass"
         " (less memory, ~1 more agent forward; SMAX presets switch it on)",
     )
+    standardise_rewards: bool = _f(
+        False,
+        "learner: train on rewards standardised by running moments of every sampled batch,"
+        " as EPyMARL's standardise_rewards (its QMIX/VDN default; off in the POW and PyMARL2"
+        " code)",
+    )
     target_update_interval: int = _f(200, "episodes between hard target copies", 1)
     test_interval: int = _f(10_000, "env steps between greedy evaluations (test_interval)", 1)
     test_nepisode: int = _f(16, "greedy test episodes per evaluation (test_nepisode)", 1)

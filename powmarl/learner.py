@@ -3,6 +3,8 @@
 ``make_learner(cfg, spec, algo, ...)`` returns pure ``init`` and ``update``
 functions. ``update`` is the same fixed sequence of steps for every algorithm:
 
+0. with ``Config.standardise_rewards``, the batch's rewards are standardised by running
+   moments (``core/reward_scaling.py``), updated first with this batch;
 1. forward: unroll the agent network; greedy actions and max utilities (stop-gradient);
 2. bootstrap values at the online greedy actions (target mixer, or an extra);
 3. TD(lambda) targets (stop-gradient);
@@ -31,6 +33,7 @@ from powmarl.config import Config, HParams
 from powmarl.core.exploration import masked_argmax, take
 from powmarl.core.losses import global_norm, masked_weighted_mse
 from powmarl.core.returns import td_lambda_targets
+from powmarl.core.reward_scaling import epymarl_slots, init_moments, standardise, update_moments
 from powmarl.networks.agent import (
     AgentInputs,
     RNNAgent,
@@ -51,6 +54,9 @@ class LearnerState:
     extra_opt_states: dict[str, Any]  # own-optimiser extras
     num_updates: Array  # [] int32
     last_grad_norm: Array  # [] clipped global norm of the last main step
+    # RewardMoments with Config.standardise_rewards, else None (no leaves: a run without it
+    # keeps the checkpoint layout it always had)
+    reward_moments: Any = None
 
 
 class Learner(NamedTuple):
@@ -173,6 +179,7 @@ def _init(parts: _Parts, key, example: EpisodeBatch) -> LearnerState:
         extra_opt_states={e.name: e.init_opt_state(params["extras"][e.name]) for e in parts.own},
         num_updates=jnp.zeros((), jnp.int32),
         last_grad_norm=jnp.zeros((), jnp.float32),
+        reward_moments=init_moments() if cfg.standardise_rewards else None,
     )
 
 
@@ -307,8 +314,14 @@ def _update(
     ``batch`` has T transitions and T+1 observation slots, or T slots when the runner
     dropped the bootstrap tail because every episode in it terminated.
     """
+    moments = state.reward_moments
+    if parts.cfg.standardise_rewards:  # every part of the update sees the scaled rewards
+        moments = update_moments(moments, batch.reward, epymarl_slots(batch.filled))
+        batch = batch.replace(reward=standardise(moments, batch.reward))
     agent_qs, agent_vjp, ctx = _forward(parts, state, batch, hp, t_env)
     params, extra_opt_states, metrics = _pre_update(parts, state, ctx, hp, first_call)
+    if moments is not None:
+        metrics["train/reward_std_running"] = jnp.sqrt(moments.var)
     extras_out = {}
     for e in parts.extras:
         extras_out[e.name], extra_metrics = e.outputs(params["extras"][e.name], ctx, hp)
@@ -338,5 +351,6 @@ def _update(
         extra_opt_states=extra_opt_states,
         num_updates=state.num_updates + 1,
         last_grad_norm=jnp.minimum(grad_norm, hp.grad_norm_clip),
+        reward_moments=moments,
     )
     return new_state, metrics
