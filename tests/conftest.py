@@ -23,7 +23,8 @@ by op (``POWMARL_COMPILE_INIT=0``, bitwise the same state), so that its small ke
 compiled once per worker.
 
 ``POWMARL_TEST_TIMES=FILE`` appends one JSON line per test (id, CPU seconds of the process
-that ran it, wall seconds, setup included): CPU time is what to compare on a busy machine.
+that ran it, wall seconds, setup included; seconds jax spent tracing, lowering and compiling,
+and persistent-cache hits and misses): CPU time is what to compare on a busy machine.
 
 Workers (``-n auto`` in pyproject.toml): the whole suite (``make test``, ``pytest -q``, or
 ``-m slow``) runs on ``min(cores, 4)`` worker processes; a run that names test files or
@@ -110,15 +111,41 @@ def _optimized_when_marked(request):
         jax.config.update("jax_disable_most_optimizations", previous)
 
 
+#: seconds jax spent per compile stage in this process, and persistent-cache hits/misses
+#: (``POWMARL_TEST_TIMES``): what makes a test slow is mostly which programs it compiles
+_COMPILE_EVENTS = {
+    "/jax/core/compile/jaxpr_trace_duration": "trace",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+    "/jax/core/compile/backend_compile_duration": "compile",
+    "/jax/compilation_cache/cache_hits": "cache_hits",
+    "/jax/compilation_cache/cache_misses": "cache_misses",
+}
+_compile_totals = dict.fromkeys(_COMPILE_EVENTS.values(), 0.0)
+
+
+def _count_compile_event(event, duration=1.0, **_):
+    name = _COMPILE_EVENTS.get(event)
+    if name is not None:
+        _compile_totals[name] += duration
+
+
+if os.environ.get("POWMARL_TEST_TIMES"):
+    jax.monitoring.register_event_duration_secs_listener(_count_compile_event)
+    jax.monitoring.register_event_listener(_count_compile_event)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """With ``POWMARL_TEST_TIMES`` set, log each test's CPU and wall seconds (module docstring)."""
+    """With ``POWMARL_TEST_TIMES`` set, log each test's CPU and wall seconds and its compile
+    seconds per stage (module docstring)."""
     path = os.environ.get("POWMARL_TEST_TIMES")
     cpu, wall = time.process_time(), time.perf_counter()
+    before = dict(_compile_totals)
     yield
     if path:
         row = {"id": item.nodeid, "cpu": round(time.process_time() - cpu, 2),
                "wall": round(time.perf_counter() - wall, 2)}  # fmt: skip
+        row.update({k: round(v - before[k], 2) for k, v in _compile_totals.items()})
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
 

@@ -329,9 +329,11 @@ def test_sweep_on_local_ray(tmp_path):
     pytest.importorskip("ray", reason="ray is an optional extra (pip install 'powmarl[ray]')")
     from powmarl.sweep import run_sweep
 
-    grid = {**SWEEP_GRID, "t_max": 1000, "grid": {"rnn_hidden_dim": [8, 16]}}
+    # one grid point: each Ray task is a fresh process that imports jax and compiles its
+    # run (the local sweep tests above cover several points)
+    grid = {**SWEEP_GRID, "t_max": 1000, "grid": {"rnn_hidden_dim": [8]}}
     summaries = run_sweep(grid, tmp_path, ray_address="local")
-    assert sorted(s["action"] for s in summaries) == ["trained", "trained"]
+    assert [s["action"] for s in summaries] == ["trained"]
     for s in summaries:
         assert run_status(s["run_dir"]) == "finished"
         assert len(read_metrics(s["run_dir"])) == 2  # 2 seeds x 1 evaluation

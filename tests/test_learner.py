@@ -37,6 +37,12 @@ CFG = Config(
     rnn_hidden_dim=8,
     mixing_embed_dim=8,
     hypernet_embed=16,
+    # the extras' networks as narrow: op by op, every distinct shape is kernels to compile
+    central_mixing_embed_dim=16,
+    lambda_hypernet_embed=16,
+    lambda_mixing_embed=8,
+    v_embed_dim=16,
+    adv_hypernet_embed=16,
 )
 HP = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), HParams())
 ENVS = {
