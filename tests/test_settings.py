@@ -396,7 +396,8 @@ def test_runner_from_a_bare_config_gets_the_algorithms_sizes():
 
 
 def test_run_dirs_written_before_still_load():
-    """config.json of a powmarl 0.1 run dir reads back with every value it holds."""
+    """config.json of a powmarl 0.1 run dir reads back with every value it holds; settings
+    added since read as their defaults (which give the 0.1 behaviour)."""
     from pathlib import Path
 
     path = Path(__file__).parent / "data" / "runs_v0.1" / "jax_pow_qmix" / "config.json"
@@ -404,5 +405,9 @@ def test_run_dirs_written_before_still_load():
     cfg, hp = from_dict(record)
     assert cfg.central_mixing_embed_dim == 64 and cfg.adv_hypernet_layers == 2
     assert float(hp.alpha) == 0.0 and hp.extra == {} and cfg.extra == {}
-    assert to_dict(cfg, hp) == {"config": record["config"], "hparams": record["hparams"]}
+    added = {"standardise_rewards": False}  # Config fields newer than the record
+    written = to_dict(cfg, hp)
+    assert {k: written["config"][k] for k in added} == added
+    written["config"] = {k: v for k, v in written["config"].items() if k not in added}
+    assert written == {"config": record["config"], "hparams": record["hparams"]}
     assert apply_overrides(cfg, HParams(**record["hparams"]), {})[0] == cfg
