@@ -320,7 +320,7 @@ def _update(
         batch = batch.replace(reward=standardise(moments, batch.reward))
     agent_qs, agent_vjp, ctx = _forward(parts, state, batch, hp, t_env)
     params, extra_opt_states, metrics = _pre_update(parts, state, ctx, hp, first_call)
-    if moments is not None:
+    if parts.cfg.standardise_rewards:
         metrics["train/reward_std_running"] = jnp.sqrt(moments.var)
     extras_out = {}
     for e in parts.extras:

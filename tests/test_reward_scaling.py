@@ -91,10 +91,9 @@ def test_learner_trains_on_the_standardised_rewards():
         np.testing.assert_array_equal(got, want)
     assert float(metrics["train/reward_std_running"]) == pytest.approx(float(jnp.sqrt(moments.var)))
 
-    _, _, plain_update = learner_fns(algo, "stag_tiny")
+    _, plain_init, plain_update = learner_fns(algo, "stag_tiny")
     scaled = batch.replace(reward=standardise(moments, batch.reward))
-    plain_state0 = learner_fns(algo, "stag_tiny")[1](jax.random.key(0), batch)
-    plain_state1, plain_metrics = plain_update(plain_state0, scaled, *args)
+    plain_state1, plain_metrics = plain_update(plain_init(jax.random.key(0), batch), scaled, *args)
     for x, y in zip(jax.tree.leaves(state1.params), jax.tree.leaves(plain_state1.params)):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     assert float(metrics["train/loss"]) == pytest.approx(float(plain_metrics["train/loss"]), 1e-5)
