@@ -28,11 +28,13 @@ import throughput
 def test_run_child_keeps_the_rows_of_a_killed_job():
     code = "import json, time; print(json.dumps({'stage': 'compiled'}), flush=True); time.sleep(60)"
     start = time.perf_counter()
-    child = throughput.run_child([sys.executable, "-c", code], timeout=3)
+    # -I: without the suite's PYTHONPATH, whose sitecustomize imports jax (seconds on a busy
+    # 2-core machine, long enough for the kill to come before the child printed anything)
+    child = throughput.run_child([sys.executable, "-I", "-c", code], timeout=5)
     assert time.perf_counter() - start < 20
     assert child.status == "timeout"
     assert child.rows == [{"stage": "compiled"}]
-    failed = throughput.run_child([sys.executable, "-c", "import sys; sys.exit('bad input')"])
+    failed = throughput.run_child([sys.executable, "-I", "-c", "import sys; sys.exit('bad input')"])
     assert (failed.status, failed.returncode, failed.rows) == ("failed", 1, [])
     assert "bad input" in failed.stderr
 
