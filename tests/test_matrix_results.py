@@ -9,8 +9,7 @@ steps; POW also at 8k, where it has settled: docs/results.md). They run by hand
 
 The central checks are also made with ``SMALL`` networks (a quarter of the paper's batch,
 half its agent and mixer widths, a 64-wide Q*); in the recorded runs the outcomes are those
-of the paper's settings. The default suite makes two of them, POW-QMIX finding the optimum
-and QMIX missing it on the same game; CW-QMIX and QMIX on the WQMIX game are slow:
+of the paper's settings. The default suite makes all four:
 
 - POW-QMIX: the optimum (A,A) in every seed at 8k steps, and Q_r within 0.5 of the payoff.
 - CW-QMIX, which must find the optimum, ends at the first evaluation (one per 1000 steps)
@@ -118,12 +117,8 @@ MISS_CASES = [
     ("vdn", "matrix_wqmix", at_least_four_suboptimal),  # settle sub-optimally (>= 4 of 5)
 ]
 #: the miss checks made with small networks: QMIX on the POW game (the default suite's
-#: contrast with POW-QMIX) and on the WQMIX game (slow)
-SMALL_MISS_CASES = [
-    case if case[1] == "matrix_pow" else pytest.param(case, marks=pytest.mark.slow)
-    for case in MISS_CASES
-    if case[0] == "qmix"
-]
+#: contrast with POW-QMIX) and on the WQMIX game
+SMALL_MISS_CASES = [case for case in MISS_CASES if case[0] == "qmix"]
 
 
 def _case_id(case) -> str:
@@ -146,7 +141,6 @@ def test_pow_qmix_finds_the_optimum_and_recognises_the_payoff():
     assert_pow_result(tables, payoffs)
 
 
-@pytest.mark.slow  # ~40 s CPU of the 2-core default suite
 def test_cw_qmix_finds_the_optimum():
     """CW-QMIX, small networks: (A,A) in every seed, held for HELD evaluations within 50k
     steps (module docstring)."""
