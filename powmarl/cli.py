@@ -117,6 +117,8 @@ def cmd_train(args) -> int:
     env_args = dict(preset.env_kwargs) if preset else {}
     env_args.update(_coerce_env_args(env_id, parse_assignments(args.env_arg, "--env-arg")))
     overrides: dict[str, Any] = parse_assignments(args.set, "--set")
+    if "num_workers" in overrides:  # an argument of train, not a setting of the run
+        raise UsageError("--set num_workers: not a run setting; use --num-workers N")
     if args.t_max is not None:
         overrides["t_max"] = args.t_max
     env = make_env(env_id, **env_args)

@@ -82,6 +82,7 @@ def test_bad_matrix_payoff_env_arg(capsys):
         ("lr=0", ("lr",)),
         ("batch_size=2.5", ("batch_size",)),
         ("gamma=2", ("gamma",)),
+        ("num_workers=1", ("num_workers", "--num-workers")),  # train's argument, not a setting
     ],
 )
 def test_bad_set(capsys, assignment, needles):
