@@ -2,9 +2,9 @@
 a hand-built LBF scene (reward, mask, food count, termination, truncation), seeded RWARE
 episodes against Jumanji's own timesteps, and a short QMIX run on ``lbf``.
 
-Slow (``-m slow``): RWARE's conformance check, and the side-by-side comparison with the
+Slow (``-m slow``): RWARE's conformance check, the side-by-side comparison with the
 gymnasium packages (``lbforaging``, ``rware``) under a random policy, whose measured numbers
-are in docs/envs/jumanji.md.
+are in docs/envs/jumanji.md, and QMIX and POW-QMIX learning LBF (docs/results.md).
 """
 
 from __future__ import annotations
