@@ -142,6 +142,18 @@ def test_lbf_scene_reward_mask_and_end(lbf):
     assert bool(ts.truncated) and not bool(ts.terminated)
 
 
+def test_lbf_all_actions():
+    """all_actions=True offers every action (EPyMARL's gymma); the move Jumanji masks
+    (agent 0 right into the food) leaves the agent in place, as lbforaging's no-op does."""
+    env = envs.make("lbf", task="Foraging-8x8-2p-2f-coop", all_actions=True)
+    state = _lbf_state([[3, 2], [3, 4]], [[3, 3], [6, 6]], [False, False])
+    ts, new_state = jax.jit(env.step)(jax.random.key(1), state, jnp.array([4, 0]), {})
+    assert np.asarray(ts.avail_actions).all() and float(ts.reward) == 0.0
+    np.testing.assert_array_equal(new_state.agents.position, state.agents.position)
+    with pytest.raises(ValueError, match="all_actions"):
+        envs.make("lbf", all_actions="yes")
+
+
 # --------------------------------------------------------------------------- RWARE
 
 

@@ -120,6 +120,7 @@ class _JumanjiEnv(JaxEnvDefaults):
 
     obs_last_action = False
     obs_agent_id = True
+    all_actions = False  # True: every action available instead of Jumanji's mask (LBF)
 
     def _setup(self, env: Any, num_agents: int, num_actions: int, episode_limit: int):
         self.env, self.episode_limit = env, episode_limit
@@ -142,6 +143,8 @@ class _JumanjiEnv(JaxEnvDefaults):
     def _timestep(self, jts, reward, terminated, truncated, info):
         obs = jts.observation.agents_view.astype(jnp.float32)  # [A, O]
         avail = jts.observation.action_mask
+        if self.all_actions:  # as EPyMARL's gymma: the env turns an invalid action into a no-op
+            avail = jnp.ones_like(avail)
         return make_timestep(obs, obs.reshape(-1), avail, reward, terminated, truncated, info)
 
     def reset(self, key, params):
@@ -161,7 +164,9 @@ class _JumanjiEnv(JaxEnvDefaults):
 
 class JumanjiLbf(_JumanjiEnv):
     """Level-Based Foraging on Jumanji. Actions: 0 none, 1 north, 2 south, 3 west, 4 east,
-    5 load. ``info["food_eaten"]``: food items eaten this step (summed per episode)."""
+    5 load. ``info["food_eaten"]``: food items eaten this step (summed per episode).
+    ``all_actions=True`` offers every action, as EPyMARL's gymma does (Jumanji leaves an
+    agent in place on a blocked move and a load with no food next to it does nothing)."""
 
     info_keys = ("food_eaten",)
 
@@ -176,7 +181,11 @@ class JumanjiLbf(_JumanjiEnv):
         max_agent_level: int = 2,
         penalty: float | None = None,
         episode_limit: int = 50,
+        all_actions: bool = False,
     ):
+        if type(all_actions) is not bool:  # 1 or "yes" would pass a truth test
+            raise ValueError(f"all_actions: must be true or false, got {all_actions!r}")
+        self.all_actions = all_actions
         given = {"grid_size": grid_size, "num_agents": num_agents, "num_food": num_food}
         given.update(sight=sight, force_coop=force_coop, penalty=penalty)
         settings = _resolve(parse_lbf_task(task), given)
