@@ -84,31 +84,28 @@ def key_reuse_check():
         yield
 
 
-#: the optimisation mode the previous test of this worker compiled in
+#: the optimisation mode the suite runs in (JAX_DISABLE_MOST_OPTIMIZATIONS), and the one
+#: the previous test of this worker compiled in
+_SUITE_DISABLES = jax.config.read("jax_disable_most_optimizations")
 _last_mode: list[bool] = []
 
 
-@pytest.fixture(autouse=True)
-def _optimized_when_marked(request):
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
     """``@pytest.mark.optimized``: compile this test's programs with XLA's optimisations on.
 
-    jax's in-memory caches are not keyed by the mode (a program or an op-by-op kernel
-    compiled by an earlier test would be reused as it was compiled), so they are cleared
-    whenever a worker switches between modes; the persistent cache is keyed by the
-    compile options and stays."""
-    optimized = request.node.get_closest_marker("optimized") is not None
+    Set in a setup hook rather than a fixture, so that the test's module-scoped fixtures
+    (a training several tests share), which pytest sets up before any function fixture,
+    compile in the test's mode too. jax's in-memory caches are not keyed by the mode (a
+    program or an op-by-op kernel compiled by an earlier test would be reused as it was
+    compiled: a module fixture built right after an optimised test rounded differently
+    from the same run in a subprocess), so they are cleared whenever a worker switches
+    between modes; the persistent cache is keyed by the compile options and stays."""
+    optimized = item.get_closest_marker("optimized") is not None
     if _last_mode and _last_mode[-1] != optimized:
         jax.clear_caches()
     _last_mode[:] = [optimized]
-    if not optimized:
-        yield
-        return
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", False)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", previous)
+    jax.config.update("jax_disable_most_optimizations", _SUITE_DISABLES and not optimized)
 
 
 #: seconds jax spent per compile stage in this process, and persistent-cache hits/misses
