@@ -73,6 +73,9 @@ def test_the_first_batch_all_but_replaces_the_initial_moments():
     assert float(moments.var) == pytest.approx(2.0, rel=1e-3)  # unbiased: ((1-2)^2+(3-2)^2)/1
 
 
+# on test_learner's worker: its un-jitted learners share the per-primitive kernels compiled
+# there (24 s CPU on a worker of its own, most of it compiling them again)
+@pytest.mark.xdist_group("test_learner")
 def test_learner_trains_on_the_standardised_rewards():
     """One update with the option on equals one update with it off on the rewards scaled by
     the moments it keeps, and the moments land in the learner state."""
@@ -99,6 +102,7 @@ def test_learner_trains_on_the_standardised_rewards():
     assert float(metrics["train/loss"]) == pytest.approx(float(plain_metrics["train/loss"]), 1e-5)
 
 
+@pytest.mark.xdist_group("test_learner")
 def test_without_the_option_the_state_has_no_moments():
     """Off (the default), the learner state has the leaves it always had, so run dirs written
     before the option resume unchanged."""
