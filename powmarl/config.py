@@ -93,6 +93,10 @@ class Config:
     recogniser_clip: str = _f(
         "reference", "Q_r grad clip: 'reference' (norm includes stale main grads) or 'own'"
     )
+    resq_residual_init: str = _f(
+        "copy", "ResQ residual agent at init: 'copy' of the agent network (reference) or "
+        "'independent' draw"
+    )
     num_kernel: int = _f(4, "QPLEX attention heads (num_kernel)", 1)
     adv_hypernet_layers: int | None = _f(
         None, "QPLEX advantage hypernet depth (None: the algorithm's, QPLEX 2, POW-QPLEX 3)", 1,
@@ -147,6 +151,11 @@ class Config:
         if self.recogniser_clip not in ("reference", "own"):
             raise ValueError(
                 f"recogniser_clip: must be 'reference' or 'own', got {self.recogniser_clip!r}"
+            )
+        if self.resq_residual_init not in ("copy", "independent"):
+            raise ValueError(
+                "resq_residual_init: must be 'copy' or 'independent', got "
+                f"{self.resq_residual_init!r}"
             )
         if self.length_spacing not in ("halving", "even"):
             raise ValueError(

@@ -164,14 +164,12 @@ def _init(parts: _Parts, key, example: EpisodeBatch) -> LearnerState:
         actions_onehot=jnp.zeros((1, a, u)),
         max_qs=jnp.zeros((1, a)),
     )
-    params = {
-        "agent": agent_params,
-        "mixer": parts.mixer.init(mixer_key, mix_example),
-        "extras": {
-            e.name: e.init(k, cfg, spec, example, parts.input_dim)
-            for e, k in zip(extras, extra_keys)
-        },
+    main = {"agent": agent_params, "mixer": parts.mixer.init(mixer_key, mix_example)}
+    extra_params = {
+        e.name: e.after_init(e.init(k, cfg, spec, example, parts.input_dim), main)
+        for e, k in zip(extras, extra_keys)
     }
+    params = {**main, "extras": extra_params}
     return LearnerState(
         params=params,
         target_params=params,

@@ -381,3 +381,23 @@ def test_weighting_rule_of_the_wrong_shape_is_an_error():
     _, batch = env_and_batch("matrix_pow")
     with pytest.raises(ValueError, match=r"probe_qmix: the weighting rule must return weights"):
         run_update(qmix_with(per_episode_weights), "matrix_pow", batch)
+
+
+@pytest.mark.parametrize("mode", ["copy", "independent"])
+def test_resq_residual_agent_starts_as_a_copy_of_the_agent(mode):
+    """``resq_residual_init``: 'copy' (the reference's ``copy.deepcopy(self.mac)``) starts
+    ResQ's residual agent from the main agent's params and leaves its mixer drawn;
+    'independent' draws both."""
+    env, batch = env_and_batch("stag_tiny")
+    cfg = dataclasses.replace(CFG, resq_residual_init=mode)
+    learner = make_learner(cfg, env.spec, registered_algo("resq"), env.obs_last_action,
+                           env.obs_agent_id)  # fmt: skip
+    params = learner.init(jax.random.key(0), batch).params
+    residual = params["extras"]["residual"]
+    assert trees_equal(residual["agent"], params["agent"]) == (mode == "copy")
+    assert not trees_equal(residual["mixer"], params["extras"]["central"]["mixer"])
+
+
+def test_resq_residual_init_names_the_allowed_values():
+    with pytest.raises(ValueError, match="resq_residual_init: must be 'copy' or 'independent'"):
+        dataclasses.replace(CFG, resq_residual_init="clone").validate()

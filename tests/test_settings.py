@@ -405,7 +405,9 @@ def test_run_dirs_written_before_still_load():
     cfg, hp = from_dict(record)
     assert cfg.central_mixing_embed_dim == 64 and cfg.adv_hypernet_layers == 2
     assert float(hp.alpha) == 0.0 and hp.extra == {} and cfg.extra == {}
-    added = {"standardise_rewards": False}  # Config fields newer than the record
+    # Config fields newer than the record (resq_residual_init acts only at a ResQ run's init,
+    # which a resume from a checkpoint does not repeat)
+    added = {"standardise_rewards": False, "resq_residual_init": "copy"}
     written = to_dict(cfg, hp)
     assert {k: written["config"][k] for k in added} == added
     written["config"] = {k: v for k, v in written["config"].items() if k not in added}

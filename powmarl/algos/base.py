@@ -71,6 +71,11 @@ class Extra:
     def init_opt_state(self, params: Any) -> Any:
         return ()
 
+    def after_init(self, params: Any, main: dict[str, Any]) -> Any:
+        """This extra's freshly drawn params, given the main ``agent`` and ``mixer`` params
+        (for an extra that starts as a copy of them); unchanged by default."""
+        return params
+
     def pre_update(self, params, opt_state, ctx: LossContext, hp: HParams, first_call: bool):
         """Own-optimiser training; returns (params, opt_state, metrics)."""
         return params, opt_state, {}

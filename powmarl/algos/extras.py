@@ -204,6 +204,21 @@ class Residual(Extra):
     def init(self, key, cfg, spec, example, input_dim):
         return self._net(cfg, spec).init(key, cfg, spec, example, input_dim)
 
+    def after_init(self, params, main):
+        """``resq_residual_init='copy'`` (the reference's ``copy.deepcopy(self.mac)``): the
+        residual's agent starts as the main agent's params; its mixer keeps its own draw."""
+        if self.cfg.resq_residual_init != "copy":
+            return params
+        if jax.tree.structure(params["agent"]) != jax.tree.structure(main["agent"]) or any(
+            a.shape != b.shape
+            for a, b in zip(jax.tree.leaves(params["agent"]), jax.tree.leaves(main["agent"]))
+        ):
+            raise ValueError(
+                "resq_residual_init: 'copy' needs the residual agent shaped as the main agent;"
+                " use 'independent'"
+            )
+        return {**params, "agent": main["agent"]}
+
     def residual(self, params, ctx: LossContext, hp: HParams):
         _, actions, _ = taken(ctx)
         value = self._net(self.cfg, self.spec).value(params, ctx, actions)
