@@ -24,6 +24,7 @@ from powmarl.envs import contract
 from powmarl.io import best, checkpoint
 from powmarl.io import episodes as eval_episodes
 from powmarl.io.run_dir import (
+    RUN_FORMAT,
     atomic_write_text,
     check_resumable,
     prepare_run_dir,
@@ -161,7 +162,7 @@ def _record(algorithm, env, resolved, seeds, hparam_grid, members, kind) -> dict
         **to_dict(resolved.cfg, resolved.hp),
         **resolved.record(),
         "versions": _versions(),
-        "run_format": 2,
+        "run_format": RUN_FORMAT,
     }
     if kind == "host":
         record["runner"] = "host"

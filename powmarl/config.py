@@ -91,7 +91,9 @@ class Config:
     recogniser_updates: int = _f(10, "Q_r Adam steps per learner call (hard-coded 10)", 1)
     recogniser_first_updates: int = _f(20, "Q_r Adam steps on the first learner call", 1)
     recogniser_clip: str = _f(
-        "reference", "Q_r grad clip: 'reference' (norm includes stale main grads) or 'own'"
+        "reference", "Q_r grad clip: 'reference' (norm includes the stale main grads, which "
+        "each inner step rescales), 'stale_constant' (powmarl before 2026-12-03: the stale "
+        "norm counted whole at every step) or 'own'"
     )
     resq_residual_init: str = _f(
         "copy", "ResQ residual agent at init: 'copy' of the agent network (reference) or "
@@ -148,9 +150,10 @@ class Config:
 
     def validate(self) -> Config:
         _check_ranges(self)
-        if self.recogniser_clip not in ("reference", "own"):
+        if self.recogniser_clip not in ("reference", "stale_constant", "own"):
             raise ValueError(
-                f"recogniser_clip: must be 'reference' or 'own', got {self.recogniser_clip!r}"
+                "recogniser_clip: must be 'reference', 'stale_constant' or 'own', got "
+                f"{self.recogniser_clip!r}"
             )
         if self.resq_residual_init not in ("copy", "independent"):
             raise ValueError(

@@ -23,7 +23,12 @@ SMALL_STAG_HUNT = {"grid_size": 5, "num_agents": 3, "num_stags": 1, "punishment"
                    "episode_limit": 20}
 RUNS = {
     "qmix_matrix_pow": ("qmix", "matrix_pow", {}, [0, 1], {"t_max": 3000}),
-    "pow_qmix_matrix_pow": ("pow_qmix", "matrix_pow", {}, [0, 1], {"t_max": 3000}),
+    # POW runs pin the Q_r clip they were recorded with: 'reference' before 2026-12-03 held
+    # the stale norm constant over the inner steps, now 'stale_constant' (docs/algorithms/
+    # pow_qmix.md); everything else must still be bitwise the recorded run
+    "pow_qmix_matrix_pow": (
+        "pow_qmix", "matrix_pow", {}, [0, 1], {"t_max": 3000, "recogniser_clip": "stale_constant"}
+    ),
     "qmix_stag_hunt": (
         "qmix", "stag_hunt", SMALL_STAG_HUNT, [0, 1],
         {"t_max": 4000, "test_interval": 1000, "batch_size": 16, "buffer_size": 64,
@@ -33,7 +38,7 @@ RUNS = {
         "pow_qmix", "stag_hunt", SMALL_STAG_HUNT, [0, 1],
         {"t_max": 4000, "test_interval": 1000, "batch_size": 16, "buffer_size": 64,
          "num_envs": 4, "test_nepisode": 4, "epsilon_anneal_time": 2000,
-         "no_weighted_steps": 1000},
+         "no_weighted_steps": 1000, "recogniser_clip": "stale_constant"},
     ),
 }
 

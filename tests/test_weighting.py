@@ -1,5 +1,7 @@
 """Truth tables of every weighting rule and the POW recogniser's equations (notes sec. 3, 6.4)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -149,10 +151,11 @@ def test_recogniser_takes_k_adam_steps(first_call, steps):
     assert np.isfinite(float(metrics["pow/recogniser_loss"]))
 
 
-def test_recogniser_clip_counts_stale_main_gradients_in_reference_mode():
-    """reference clip: a large previous main-step norm shrinks the Q_r steps; 'own' does not."""
+def test_recogniser_clip_counts_stale_main_gradients():
+    """A large previous main-step norm held whole ('stale_constant') shrinks the Q_r steps;
+    'own' does not count it."""
     moved = {}
-    for clip in ("reference", "own"):
+    for clip in ("stale_constant", "own"):
         extra, params, ctx = _recogniser_extra(clip)
         ctx = ctx.replace(prev_grad_norm=jnp.asarray(1e6))
         new, _, _ = extra.pre_update(
@@ -162,7 +165,52 @@ def test_recogniser_clip_counts_stale_main_gradients_in_reference_mode():
         moved[clip] = max(float(x) for x in jax.tree.leaves(delta))
     # Adam normalises step sizes, but clipping by 1e6 makes gradients ~1e-6 of their size,
     # so epsilon (1e-8) is no longer negligible and the reference steps are visibly smaller
-    assert moved["reference"] < 0.9 * moved["own"], moved
+    assert moved["stale_constant"] < 0.9 * moved["own"], moved
+
+
+def test_reference_clip_rescales_the_stale_gradients_at_every_inner_step():
+    """``clip_grad_norm_(all params)`` at each of the K Q_r steps rescales the stale
+    main-step gradients in place, so their norm n shrinks step by step. By hand (clip c,
+    Q_r gradient norm g_k): s_k = min(1, c / (sqrt(g_k^2 + n_k^2) + 1e-6)), n_{k+1} = s_k n_k."""
+    norms, stale0 = [3.0, 0.5, 7.0, 2.0, 12.0], 40.0
+    hp = HParams()
+    expected_scales, n = [], stale0
+    for g in norms:
+        s_k = min(1.0, 10.0 / (np.sqrt(g * g + n * n) + 1e-6))
+        expected_scales.append(s_k)
+        n *= s_k
+    # by hand for the first two: 10/sqrt(9+1600) = 0.24931, n = 9.9724; then
+    # 10/sqrt(0.25+99.449) = 1.0016 -> 1 (no clip), n unchanged
+    np.testing.assert_allclose(expected_scales[:2], [0.24931, 1.0], rtol=1e-4)
+    for clip, decays in (("reference", True), ("stale_constant", False)):
+        extra, _, _ = _recogniser_extra(clip)
+        stale = jnp.float32(stale0)
+        for k, g in enumerate(norms):
+            grads = {"w": jnp.asarray([g, 0.0], jnp.float32)}
+            clipped, stale = extra._clip(grads, stale, hp)
+            got = float(clipped["w"][0]) / g
+            if decays:
+                np.testing.assert_allclose(got, expected_scales[k], rtol=1e-5)
+        final = stale0 * np.prod(expected_scales) if decays else stale0
+        np.testing.assert_allclose(float(stale), final, rtol=1e-5)
+
+
+@pytest.mark.parametrize("steps, differ", [(1, False), (10, True)])
+def test_reference_and_constant_stale_clips_part_after_the_first_step(steps, differ):
+    """One Q_r step: the two reference readings agree bitwise; over 10 steps they part."""
+    out = {}
+    for clip in ("reference", "stale_constant"):
+        extra, params, ctx = _recogniser_extra(clip)
+        extra = dataclasses.replace(
+            extra, cfg=dataclasses.replace(extra.cfg, recogniser_updates=steps)
+        )
+        ctx = ctx.replace(prev_grad_norm=jnp.asarray(50.0))
+        new, _, _ = extra.pre_update(
+            params, extra.init_opt_state(params), ctx, HParams(), jnp.asarray(False)
+        )
+        out[clip] = [np.asarray(x) for x in jax.tree.leaves(new)]
+    same = all(np.array_equal(a, b) for a, b in zip(out["reference"], out["stale_constant"]))
+    assert same != differ
 
 
 def test_residual_is_zero_on_the_greedy_joint_action_and_nonpositive_elsewhere():

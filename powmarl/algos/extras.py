@@ -129,14 +129,17 @@ class RecogniserQ(Extra):
         advantages = take(ctx.agent_qs[:, :steps], actions) - ctx.max_qs[:, :steps]
         return jax.lax.stop_gradient(advantages), ctx.batch.state[:, :steps], onehot
 
-    def _clip(self, grads, ctx: LossContext, hp: HParams):
-        """PyTorch ``clip_grad_norm_``; 'reference' also counts the stale main-step gradients
-        the authors' call leaves on every other parameter (notes sec. 3.7 quirk)."""
-        norm_sq = jnp.square(global_norm(grads))
-        if self.cfg.recogniser_clip == "reference":
-            norm_sq = norm_sq + jnp.square(ctx.prev_grad_norm)
-        scale = jnp.minimum(1.0, hp.grad_norm_clip / (jnp.sqrt(norm_sq) + 1e-6))
-        return jax.tree.map(lambda g: g * scale, grads)
+    def _clip(self, grads, stale, hp: HParams):
+        """PyTorch ``clip_grad_norm_`` over the Q_r gradients and ``stale``, the norm of the
+        main-step gradients the authors' call also counts (notes sec. 3.7 quirk; 0 under
+        ``recogniser_clip='own'``). The call rescales every gradient it counts in place, so
+        under 'reference' the stale ones shrink by the same factor at each inner step
+        ('stale_constant' keeps them whole): returns (clipped grads, the stale norm the
+        next inner step sees)."""
+        norm = jnp.sqrt(jnp.square(global_norm(grads)) + jnp.square(stale))
+        scale = jnp.minimum(1.0, hp.grad_norm_clip / (norm + 1e-6))
+        decayed = stale * scale if self.cfg.recogniser_clip == "reference" else stale
+        return jax.tree.map(lambda g: g * scale, grads), decayed
 
     def pre_update(self, params, opt_state, ctx: LossContext, hp: HParams, first_call):
         advantages, states, onehot = self._inputs(ctx)
@@ -147,16 +150,19 @@ class RecogniserQ(Extra):
             return masked_weighted_mse(q_r, ctx.targets, jnp.ones_like(q_r), ctx.mask)
 
         def step(_, carry):
-            p, o, _ = carry
+            p, o, _, stale = carry
             loss, grads = jax.value_and_grad(loss_fn)(p)
-            updates, o = optimiser.update(self._clip(grads, ctx, hp), o, p)
-            return optax.apply_updates(p, updates), o, loss
+            grads, stale = self._clip(grads, stale, hp)
+            updates, o = optimiser.update(grads, o, p)
+            return optax.apply_updates(p, updates), o, loss, stale
 
         steps = jnp.where(
             first_call, self.cfg.recogniser_first_updates, self.cfg.recogniser_updates
         )
-        params, opt_state, loss = jax.lax.fori_loop(
-            0, steps, step, (params, opt_state, jnp.zeros((), jnp.float32))
+        own = self.cfg.recogniser_clip == "own"
+        stale = jnp.zeros((), jnp.float32) if own else ctx.prev_grad_norm
+        params, opt_state, loss, _ = jax.lax.fori_loop(
+            0, steps, step, (params, opt_state, jnp.zeros((), jnp.float32), stale)
         )
         return params, opt_state, {"pow/recogniser_loss": loss}
 

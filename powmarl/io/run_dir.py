@@ -97,6 +97,12 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.endswith("\n") and line.strip()]
 
 
+#: the format of config.json. 3 (2026-12-03): ``recogniser_clip='reference'`` rescales the
+#: stale main-step norm at every Q_r step; records of earlier formats were trained with it
+#: constant, so their 'reference' reads as 'stale_constant' and they resume exactly.
+RUN_FORMAT = 3
+
+
 def read_record(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The run's ``config.json``, with a clear error when it is missing or unreadable."""
     path = Path(run_dir) / "config.json"
@@ -108,6 +114,9 @@ def read_record(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"run_dir: cannot read {path}: {err}") from None
     if "members" not in record:  # runs written before sweeps existed
         record["members"] = [{"seed": s, "hparams": {}} for s in record["seeds"]]
+    config = record.get("config", {})
+    if record.get("run_format", 1) < 3 and config.get("recogniser_clip") == "reference":
+        config["recogniser_clip"] = "stale_constant"
     return record
 
 
