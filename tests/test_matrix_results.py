@@ -3,7 +3,7 @@
 Every check is made on the greedy joint action of each seed (its payoff in the game).
 
 The ``slow`` tests make every check at the paper's settings (networks, batch 128, 50k
-steps; POW also at 8k, where it has settled: docs/results.md). They run by hand
+steps; POW's greedy action also at 8k: docs/results.md). They run by hand
 (``pytest -m slow tests/test_matrix_results.py``): the three POW checks at 8k alone took
 ~650 s of CPU in the last recorded run.
 
@@ -176,10 +176,15 @@ def test_qmix_misses_the_optimum(case):
 @pytest.mark.parametrize("t_max", [8_000, 50_000])
 @pytest.mark.parametrize("algo", ["pow_qmix", "pow_vdn", "pow_qplex"])
 def test_pow_family_at_the_paper_settings(algo, t_max):
-    """POW on QMIX, VDN, QPLEX: optimum in every seed, Q_r reproduces the payoff, at 8k
-    (settled) and at the paper's 50k steps."""
+    """POW on QMIX, VDN, QPLEX: optimum in every seed at 8k and at the paper's 50k steps;
+    Q_r reproduces the payoff at 50k. (With the reference's exact Q_r clip, POW-QMIX's
+    greedy action was optimal in every seed at 8k but one seed's Q_r was still 10.8 from
+    the payoff there; at 50k every check passed: 2026-12-03.)"""
     _, tables, payoffs = _train(algo, "matrix_pow", t_max=t_max)
-    assert_pow_result(tables, payoffs)
+    if t_max < 50_000:
+        assert all_optimal(payoffs), payoffs
+    else:
+        assert_pow_result(tables, payoffs)
 
 
 @pytest.mark.slow
