@@ -15,7 +15,7 @@ of the paper's settings. The default suite makes all four:
   steps, and Q_r within 0.5 of the payoff where the run ended. Recorded (2026-12-03, with
   the reference's Q_r clip rescaling the stale gradients at every inner step): every seed
   at the optimum from 9k steps on (seed 1 still flipped to 7.9 at 8k, where the check used
-  to end), Q_r within 0.002 of the payoff, so the run ends at 18k.
+  to end), so the run ends at 18k; Q_r was within 0.002 of the payoff at 20k.
 - CW-QMIX, which must find the optimum, ends at the first evaluation (one per 1000 steps)
   at which every seed's greedy action has been the optimum for ``HELD`` evaluations in a
   row, or at 50k steps, and asserts on the action where it ended: "every seed reaches the

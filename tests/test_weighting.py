@@ -164,7 +164,7 @@ def test_recogniser_clip_counts_stale_main_gradients():
         delta = jax.tree.map(lambda a, b: jnp.abs(a - b).max(), new, params)
         moved[clip] = max(float(x) for x in jax.tree.leaves(delta))
     # Adam normalises step sizes, but clipping by 1e6 makes gradients ~1e-6 of their size,
-    # so epsilon (1e-8) is no longer negligible and the reference steps are visibly smaller
+    # so epsilon (1e-8) is no longer negligible and the stale_constant steps are visibly smaller
     assert moved["stale_constant"] < 0.9 * moved["own"], moved
 
 

@@ -111,7 +111,7 @@ def draw_seeds(keys, n: int):
     """Per member, the env seeds and the act keys of ``n`` episodes: ([M, n], [M, n]).
 
     Jitted: called once per iteration, and run op by op its vmap re-traced a dozen
-    primitives every time (a third of a small host run's time; the bits are the same)."""
+    primitives every time (a fifth of a small host run's time; the bits are the same)."""
 
     def one(key):
         seed_key, act_key = jax.random.split(key)
