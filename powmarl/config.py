@@ -95,6 +95,20 @@ class Config:
         "each inner step rescales), 'stale_constant' (powmarl before 2026-12-03: the stale "
         "norm counted whole at every step) or 'own'"
     )
+    recogniser_lambda: str = _f(
+        "hypernet", "Q_r lambda_i(s, a): 'hypernet' (reference use_lambda_hypernetwork=True) or "
+        "'attention' (False: QPLEX's DMAQ_SI_Weight heads over (s, a))"
+    )
+    recogniser_attention_layers: int = _f(
+        3, "Q_r attention depth under recogniser_lambda=attention (POW adv_hypernet_layers)", 1,
+        3,
+    )
+    lambda_weights_abs: bool = _f(
+        True, "Q_r hypernet weights through abs, so lambda >= 0 (lambda_weights_abs)"
+    )
+    only_optimal_action: bool = _f(
+        False, "POW ablation: weight only the greedy joint action, not A_r (only_optimal_action)"
+    )
     resq_residual_init: str = _f(
         "copy", "ResQ residual agent at init: 'copy' of the agent network (reference) or "
         "'independent' draw"
@@ -150,25 +164,26 @@ class Config:
 
     def validate(self) -> Config:
         _check_ranges(self)
-        if self.recogniser_clip not in ("reference", "stale_constant", "own"):
-            raise ValueError(
-                "recogniser_clip: must be 'reference', 'stale_constant' or 'own', got "
-                f"{self.recogniser_clip!r}"
-            )
-        if self.resq_residual_init not in ("copy", "independent"):
-            raise ValueError(
-                "resq_residual_init: must be 'copy' or 'independent', got "
-                f"{self.resq_residual_init!r}"
-            )
-        if self.length_spacing not in ("halving", "even"):
-            raise ValueError(
-                f"length_spacing: must be 'halving' or 'even', got {self.length_spacing!r}"
-            )
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                *head, last = [repr(a) for a in allowed]
+                names = f"{', '.join(head)} or {last}"
+                raise ValueError(f"{name}: must be {names}, got {value!r}")
         if self.batch_size > self.buffer_size:
             raise ValueError(
                 f"batch_size: must be <= buffer_size ({self.buffer_size}), got {self.batch_size}"
             )
         return self
+
+
+#: The string settings of Config and the values each allows.
+_CHOICES = {
+    "recogniser_clip": ("reference", "stale_constant", "own"),
+    "recogniser_lambda": ("hypernet", "attention"),
+    "resq_residual_init": ("copy", "independent"),
+    "length_spacing": ("halving", "even"),
+}
 
 
 @flax.struct.dataclass
@@ -186,7 +201,13 @@ class HParams:
     recognition_threshold: float = _f(
         0.1, "POW tolerance C of A_r (weighted_qmix_threshold; predator-prey 1)", 0.0
     )
-    pow_weight: float = _f(1.0, "POW weight inside A_r (weighted_qmix_weight)", 0.0)
+    pow_weight: float = _f(1.0, "POW weight inside A_r at t_env = 0 (weighted_qmix_weight)", 0.0)
+    pow_weight_finish: float = _f(
+        1.0, "POW weight inside A_r after the anneal (weighted_qmix_weight_finish)", 0.0
+    )
+    pow_weight_anneal_time: float = _f(
+        1e6, "env steps of the linear pow_weight -> pow_weight_finish anneal", 0.0, None, True
+    )
     no_weighted_steps: float = _f(
         100_000.0, "POW warm-up: unweighted Q_tot loss until t_env exceeds this", 0.0
     )

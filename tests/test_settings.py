@@ -406,10 +406,18 @@ def test_run_dirs_written_before_still_load():
     assert cfg.central_mixing_embed_dim == 64 and cfg.adv_hypernet_layers == 2
     assert float(hp.alpha) == 0.0 and hp.extra == {} and cfg.extra == {}
     # Config fields newer than the record (resq_residual_init acts only at a ResQ run's init,
-    # which a resume from a checkpoint does not repeat)
-    added = {"standardise_rewards": False, "resq_residual_init": "copy"}
+    # which a resume from a checkpoint does not repeat; the Q_r switches' and the in-set
+    # weight anneal's defaults are the behaviour the record was written with)
+    added = {
+        "standardise_rewards": False, "resq_residual_init": "copy",
+        "recogniser_lambda": "hypernet", "recogniser_attention_layers": 3,
+        "lambda_weights_abs": True, "only_optimal_action": False,
+    }  # fmt: skip
+    added_hp = {"pow_weight_finish": 1.0, "pow_weight_anneal_time": 1e6}
     written = to_dict(cfg, hp)
     assert {k: written["config"][k] for k in added} == added
+    assert {k: written["hparams"][k] for k in added_hp} == added_hp
     written["config"] = {k: v for k, v in written["config"].items() if k not in added}
+    written["hparams"] = {k: v for k, v in written["hparams"].items() if k not in added_hp}
     assert written == {"config": record["config"], "hparams": record["hparams"]}
     assert apply_overrides(cfg, HParams(**record["hparams"]), {})[0] == cfg

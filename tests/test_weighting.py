@@ -18,7 +18,9 @@ from powmarl.types import EnvSpec, EpisodeBatch
 pytestmark = pytest.mark.usefixtures("key_reuse_check")
 
 
-def _ctx(actions, greedy, targets, q_tot=None, bootstrap=None, gap=None, mask=None, t_env=1e6):
+def _ctx(
+    actions, greedy, targets, q_tot=None, bootstrap=None, in_set=None, mask=None, t_env=1e6
+):
     """A LossContext over B=1, T=len(targets) steps and A=2 agents, with U=3 actions."""
     actions = jnp.asarray(actions, jnp.int32)  # [T, A]
     steps = actions.shape[0]
@@ -44,7 +46,7 @@ def _ctx(actions, greedy, targets, q_tot=None, bootstrap=None, gap=None, mask=No
         bootstrap=jnp.zeros((1, steps + 1)) if bootstrap is None else jnp.asarray(bootstrap)[None],
         prev_grad_norm=jnp.zeros(()),
         q_tot=None if q_tot is None else jnp.asarray(q_tot, jnp.float32)[None],
-        extras_out={} if gap is None else {"recogniser": {"gap": jnp.asarray(gap)[None]}},
+        extras_out={} if in_set is None else {"recogniser": {"in_set": jnp.asarray(in_set)[None]}},
     )
 
 
@@ -76,13 +78,30 @@ def test_optimistic_truth_table():
 
 def test_potentially_optimal_truth_table_and_warm_up():
     """POW: pow_weight where |gap| < C and the step is real, alpha elsewhere; 1 in warm-up."""
-    gap = [0.0, -0.4, -0.5, -3.0]
-    mask = [1.0, 1.0, 1.0, 0.0]
-    hp = HP.replace(alpha=0.0, pow_weight=5.0)
-    ctx = _ctx([[0, 0]] * 4, [[0, 0]] * 5, [0.0] * 4, gap=gap, mask=mask, t_env=1000.0)
-    np.testing.assert_allclose(weighting.potentially_optimal(ctx, hp), [[5.0, 5.0, 0.0, 0.0]])
+    gap = jnp.asarray([0.0, -0.4, -0.5, 3.0, -3.0])
+    mask = [1.0, 1.0, 1.0, 1.0, 0.0]
+    hp = HP.replace(alpha=0.0, pow_weight=5.0, pow_weight_finish=5.0)  # constant weight 5
+    in_set = weighting.recognised(gap, hp)  # C = 0.5, strict; a positive gap counts by |.|
+    np.testing.assert_array_equal(in_set, [True, True, False, False, False])
+    ctx = _ctx([[0, 0]] * 5, [[0, 0]] * 6, [0.0] * 5, in_set=in_set, mask=mask, t_env=1000.0)
+    np.testing.assert_allclose(weighting.potentially_optimal(ctx, hp), [[5.0, 5.0, 0, 0, 0]])
     warm = ctx.replace(t_env=jnp.asarray(100.0))  # t_env <= no_weighted_steps: unweighted
-    np.testing.assert_allclose(weighting.potentially_optimal(warm, hp), [[1.0] * 4])
+    np.testing.assert_allclose(weighting.potentially_optimal(warm, hp), [[1.0] * 5])
+
+
+@pytest.mark.parametrize(
+    ("start", "finish", "t_env", "expected"),
+    [
+        (5.0, 1.0, 0.0, 5.0), (5.0, 1.0, 500.0, 3.0), (5.0, 1.0, 1000.0, 1.0),
+        (5.0, 1.0, 4000.0, 1.0),  # the max holds it at finish after the anneal
+        (1.0, 1.0, 700.0, 1.0),  # the reference defaults: constant
+        (0.5, 1.0, 0.0, 1.0),  # w0 < finish: the reference's max jumps to finish at once
+    ],
+)  # fmt: skip
+def test_in_set_weight_anneals_linearly_as_the_reference(start, finish, t_env, expected):
+    """w(t) = max(finish, w0 - t (w0 - finish) / T), T = pow_weight_anneal_time = 1000."""
+    hp = HP.replace(pow_weight=start, pow_weight_finish=finish, pow_weight_anneal_time=1000.0)
+    assert float(weighting.in_set_weight(jnp.asarray(t_env), hp)) == pytest.approx(expected)
 
 
 def _recogniser(seed=0, states=8, agents=3, actions=4):
@@ -127,9 +146,51 @@ def test_recogniser_lambdas_are_nonnegative_and_bilinear():
     np.testing.assert_allclose(gap, (lambdas * adv).sum(-1), rtol=1e-5, atol=1e-5)
 
 
-def _recogniser_extra(clip="reference"):
+def _lambdas_and_gap(module, seed):
+    """(lambda_i(s, a) [8, 3] at a = all zeros, gap at random advantages, those advantages)."""
+    params = module.init(
+        jax.random.key(seed), jnp.zeros((1, 3)), jnp.zeros((1, 5)), jnp.zeros((1, 3, 4))
+    )
+    states = jax.random.normal(jax.random.key(seed + 1), (8, 5))
+    joint = jax.nn.one_hot(jnp.zeros((8, 3), jnp.int32), 4)
+    adv = -jnp.abs(jax.random.normal(jax.random.key(seed + 2), (8, 3)))
+    lambdas = Recogniser.lambdas(params, module, states, joint)
+    return lambdas, module.apply(params, adv, states, joint)[1], adv, params
+
+
+def test_recogniser_without_abs_has_signed_lambdas():
+    """``lambda_weights_abs=False``: the same bilinear form, but lambda takes both signs, so
+    a positive gap (an action Q_r values above a_hat) is possible; gap(a_hat) is still 0."""
+    module = Recogniser(hypernet_embed=16, mixing_embed=8, v_embed=16, weights_abs=False)
+    lambdas, gap, adv, params = _lambdas_and_gap(module, 4)
+    assert bool(jnp.any(lambdas < 0)) and bool(jnp.any(lambdas > 0))
+    np.testing.assert_allclose(gap, (lambdas * adv).sum(-1), rtol=1e-5, atol=1e-5)
+    zero = module.apply(params, jnp.zeros((8, 3)), jnp.zeros((8, 5)), jnp.zeros((8, 3, 4)))[1]
+    np.testing.assert_array_equal(zero, 0.0)
+
+
+def test_recogniser_attention_lambdas_are_qplex_weights():
+    """``recogniser_lambda='attention'`` (use_lambda_hypernetwork=False): lambda_i(s, a) is
+    QPLEX's attention weight (``AdvantageWeights``, > 0), gap = sum_i lambda_i A_i, and no
+    lambda-hypernet is built."""
+    from powmarl.networks.qplex import AdvantageWeights
+
+    module = Recogniser(v_embed=16, lambda_mode="attention", attention_layers=3)
+    lambdas, gap, adv, params = _lambdas_and_gap(module, 7)
+    assert set(params["params"]) == {"si_weight", "V"}
+    states = jax.random.normal(jax.random.key(8), (8, 5))
+    joint = jax.nn.one_hot(jnp.zeros((8, 3), jnp.int32), 4)
+    direct = AdvantageWeights(4, 3, 64).apply({"params": params["params"]["si_weight"]},
+                                              states, joint)  # fmt: skip
+    np.testing.assert_allclose(lambdas, direct, rtol=1e-5, atol=1e-6)
+    assert bool(jnp.all(lambdas > 0))
+    np.testing.assert_allclose(gap, (lambdas * adv).sum(-1), rtol=1e-5, atol=1e-5)
+
+
+def _recogniser_extra(clip="reference", **settings):
     cfg = Config(
-        lambda_hypernet_embed=16, lambda_mixing_embed=8, v_embed_dim=16, recogniser_clip=clip
+        lambda_hypernet_embed=16, lambda_mixing_embed=8, v_embed_dim=16, recogniser_clip=clip,
+        **settings,
     )
     spec = EnvSpec(num_agents=2, num_actions=3, obs_dim=1, state_dim=1, episode_limit=4)
     extra = RecogniserQ().bind(cfg, spec)
@@ -137,6 +198,19 @@ def _recogniser_extra(clip="reference"):
     ctx = _ctx([[0, 1], [2, 2], [1, 0], [0, 0]], [[0, 0]] * 5, [3.0, -2.0, 1.0, 0.5])
     ctx = ctx.replace(agent_qs=jax.random.normal(jax.random.key(1), (1, 5, 2, 3)))
     return extra, params, ctx
+
+
+@pytest.mark.parametrize("only_optimal", [False, True])
+def test_recogniser_set_is_the_greedy_action_under_only_optimal_action(only_optimal):
+    """``in_set``: |gap| < C, or under ``only_optimal_action`` exactly the steps whose joint
+    action is the greedy one (the reference's ``is_max_joint_action``), whatever Q_r says."""
+    extra, params, ctx = _recogniser_extra(only_optimal_action=only_optimal)
+    greedy = jnp.asarray([[[0, 1], [2, 0], [1, 0], [0, 0], [0, 0]]], jnp.int32)
+    ctx = ctx.replace(greedy_actions=greedy)  # taken: [0, 1], [2, 2], [1, 0], [0, 0]
+    out, metrics = extra.outputs(params, ctx, HParams(recognition_threshold=0.1))
+    expected = [True, False, True, True] if only_optimal else np.abs(out["gap"][0]) < 0.1
+    np.testing.assert_array_equal(out["in_set"][0], expected)
+    assert float(metrics["pow/in_set_fraction"]) == pytest.approx(np.mean(expected))
 
 
 @pytest.mark.parametrize("first_call, steps", [(True, 20), (False, 10)])

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from powmarl.algos import weighting
 from powmarl.algos.base import Extra, LossContext
 from powmarl.config import Config, HParams
 from powmarl.core.exploration import take
@@ -113,7 +114,12 @@ class RecogniserQ(Extra):
     @property
     def module(self) -> Recogniser:
         c = self.cfg
-        return Recogniser(c.lambda_hypernet_embed, c.lambda_mixing_embed, c.v_embed_dim)
+        return Recogniser(
+            c.lambda_hypernet_embed, c.lambda_mixing_embed, c.v_embed_dim,
+            lambda_mode=c.recogniser_lambda, weights_abs=c.lambda_weights_abs,
+            num_kernel=c.num_kernel, attention_layers=c.recogniser_attention_layers,
+            attention_embed=c.adv_hypernet_embed,
+        )  # fmt: skip
 
     def init(self, key, cfg, spec, example, input_dim):
         a, u = spec.num_agents, spec.num_actions
@@ -176,13 +182,18 @@ class RecogniserQ(Extra):
     def outputs(self, params, ctx: LossContext, hp: HParams):
         advantages, states, onehot = self._inputs(ctx)
         q_r, gap = self.module.apply(params, advantages, states, onehot)
-        inside = (jnp.abs(gap) < hp.recognition_threshold) * ctx.mask
+        if self.cfg.only_optimal_action:  # the reference's ablation: the greedy action only
+            steps = gap.shape[1]
+            in_set = jnp.all(ctx.batch.actions == ctx.greedy_actions[:, :steps], axis=-1)
+        else:
+            in_set = weighting.recognised(gap, hp)
+        inside = in_set * ctx.mask
         n = jnp.maximum(ctx.mask.sum(), 1.0)
         metrics = {
             "pow/in_set_fraction": inside.sum() / n,
             "pow/gap_mean": (jnp.abs(gap) * ctx.mask).sum() / n,
         }
-        return {"q_r": q_r, "gap": gap}, metrics
+        return {"q_r": q_r, "gap": gap, "in_set": in_set}, metrics
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,10 +29,25 @@ def optimistic(ctx: LossContext, hp: HParams) -> Array:
     return jnp.where(ctx.q_tot < ctx.targets, 1.0, hp.alpha)
 
 
+def recognised(gap: Array, hp: HParams) -> Array:
+    """a in A_r iff |gap| < C, gap = Q_r(s, a) - Q_r(s, a_hat) (the reference's strict test
+    ``lambda_mut_deltaq.abs() < weighted_qmix_threshold``)."""
+    return jnp.abs(gap) < hp.recognition_threshold
+
+
+def in_set_weight(t_env: Array, hp: HParams) -> Array:
+    """The weight inside A_r at t_env: max(finish, w0 - t_env (w0 - finish) / T_anneal), the
+    reference's linear anneal, constant with its defaults w0 = finish = 1. As there, the max
+    means a w0 below finish jumps to finish at once."""
+    delta = (hp.pow_weight - hp.pow_weight_finish) / hp.pow_weight_anneal_time
+    return jnp.maximum(hp.pow_weight_finish, hp.pow_weight - t_env * delta)
+
+
 def potentially_optimal(ctx: LossContext, hp: HParams) -> Array:
-    """POW: w = pow_weight (1) on A_r = {a : |Q_r(s, a) - Q_r(s, a_hat)| < C}, alpha (0)
-    elsewhere; uniform while t_env <= no_weighted_steps (the reference warm-up)."""
-    gap = ctx.extras_out["recogniser"]["gap"]
-    inside = (jnp.abs(gap) < hp.recognition_threshold) & (ctx.mask > 0)
-    weighted = jnp.where(inside, hp.pow_weight, hp.alpha)
+    """POW: w = pow_weight (1, annealed by :func:`in_set_weight`) on the recogniser's set
+    ``in_set`` (A_r = {a : |Q_r(s, a) - Q_r(s, a_hat)| < C}, or the greedy joint action under
+    ``only_optimal_action``), alpha (0) elsewhere; uniform while t_env <= no_weighted_steps
+    (the reference warm-up)."""
+    inside = ctx.extras_out["recogniser"]["in_set"] & (ctx.mask > 0)
+    weighted = jnp.where(inside, in_set_weight(ctx.t_env, hp), hp.alpha)
     return jnp.where(ctx.t_env > hp.no_weighted_steps, weighted, jnp.ones_like(weighted))
