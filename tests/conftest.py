@@ -141,7 +141,9 @@ def pytest_runtest_protocol(item, nextitem):
     yield
     if path:
         row = {"id": item.nodeid, "cpu": round(time.process_time() - cpu, 2),
-               "wall": round(time.perf_counter() - wall, 2)}  # fmt: skip
+               "wall": round(time.perf_counter() - wall, 2),
+               "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+               "optimized": bool(_last_mode and _last_mode[-1])}  # fmt: skip
         row.update({k: round(v - before[k], 2) for k, v in _compile_totals.items()})
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -176,6 +178,27 @@ def pytest_collection_modifyitems(config, items):
     # the optimised tests are the long, run-bound ones: hand them out first, so that no
     # worker starts a minutes-long training while the others have run out of work
     items.sort(key=lambda item: item.get_closest_marker("optimized") is None)
+
+
+def pytest_configure(config):
+    """Refuse to start where ``--dist loadgroup`` cannot group: pytest 9.2 with pytest-xdist
+    up to 3.8 drops the group suffix xdist writes into each node id
+    (pytest-dev/pytest-xdist#1386), and the suite then runs, silently, ~40% longer (measured
+    2026-12-03: test_learner's op-by-op kernels compiled on both workers, and jax's caches
+    cleared at every switch between optimised and unoptimised tests)."""
+    if hasattr(config, "workerinput") or config.getoption("dist", "no") != "loadgroup":
+        return
+    from importlib.metadata import version
+
+    def major_minor(package):
+        return tuple(int(part) for part in version(package).split(".")[:2])
+
+    if major_minor("pytest") >= (9, 2) and major_minor("pytest-xdist") <= (3, 8):
+        raise pytest.UsageError(
+            f"pytest {version('pytest')} with pytest-xdist {version('pytest-xdist')} does "
+            "not group tests under --dist loadgroup (pytest-dev/pytest-xdist#1386): install "
+            "the locked pytest (requirements-lock.txt) or run with -n 0"
+        )
 
 
 def _shares_module_fixture(item) -> bool:

@@ -200,17 +200,17 @@ def _recogniser_extra(clip="reference", **settings):
     return extra, params, ctx
 
 
-@pytest.mark.parametrize("only_optimal", [False, True])
-def test_recogniser_set_is_the_greedy_action_under_only_optimal_action(only_optimal):
+def test_recogniser_set_is_the_greedy_action_under_only_optimal_action():
     """``in_set``: |gap| < C, or under ``only_optimal_action`` exactly the steps whose joint
     action is the greedy one (the reference's ``is_max_joint_action``), whatever Q_r says."""
-    extra, params, ctx = _recogniser_extra(only_optimal_action=only_optimal)
     greedy = jnp.asarray([[[0, 1], [2, 0], [1, 0], [0, 0], [0, 0]]], jnp.int32)
-    ctx = ctx.replace(greedy_actions=greedy)  # taken: [0, 1], [2, 2], [1, 0], [0, 0]
-    out, metrics = extra.outputs(params, ctx, HParams(recognition_threshold=0.1))
-    expected = [True, False, True, True] if only_optimal else np.abs(out["gap"][0]) < 0.1
-    np.testing.assert_array_equal(out["in_set"][0], expected)
-    assert float(metrics["pow/in_set_fraction"]) == pytest.approx(np.mean(expected))
+    for only_optimal in (False, True):  # taken: [0, 1], [2, 2], [1, 0], [0, 0]
+        extra, params, ctx = _recogniser_extra(only_optimal_action=only_optimal)
+        ctx = ctx.replace(greedy_actions=greedy)
+        out, metrics = extra.outputs(params, ctx, HParams(recognition_threshold=0.1))
+        expected = [True, False, True, True] if only_optimal else np.abs(out["gap"][0]) < 0.1
+        np.testing.assert_array_equal(out["in_set"][0], expected)
+        assert float(metrics["pow/in_set_fraction"]) == pytest.approx(np.mean(expected))
 
 
 @pytest.mark.parametrize("first_call, steps", [(True, 20), (False, 10)])
