@@ -24,7 +24,8 @@ compiled once per worker.
 
 ``POWMARL_TEST_TIMES=FILE`` appends one JSON line per test (id, CPU seconds of the process
 that ran it, wall seconds, setup included; seconds jax spent tracing, lowering and compiling,
-and persistent-cache hits and misses): CPU time is what to compare on a busy machine.
+and persistent-cache hits and misses; the xdist worker and whether the test compiled
+optimised): CPU time is what to compare on a busy machine.
 
 Workers (``-n auto`` in pyproject.toml): the whole suite (``make test``, ``pytest -q``, or
 ``-m slow``) runs on ``min(cores, 4)`` worker processes; a run that names test files or
