@@ -20,7 +20,7 @@ from typing import Any
 import jax
 
 from powmarl import algos
-from powmarl.learner import make_learner
+from powmarl.learner import learner_for_env
 
 
 def parameter_counts(algo: str | algos.Algorithm, env, **overrides: Any) -> dict[str, int]:
@@ -30,9 +30,7 @@ def parameter_counts(algo: str | algos.Algorithm, env, **overrides: Any) -> dict
 
     algorithm = algos.make(algo) if isinstance(algo, str) else algo
     cfg, _ = resolve_settings(env, overrides, algorithm)
-    last_action = env.obs_last_action if cfg.obs_last_action is None else cfg.obs_last_action
-    agent_id = env.obs_agent_id if cfg.obs_agent_id is None else cfg.obs_agent_id
-    learner = make_learner(cfg, env.spec, algorithm, last_action, agent_id)
+    learner = learner_for_env(cfg, env, algorithm)
     params = jax.eval_shape(learner.init, jax.random.key(0), None).params
 
     def size(tree) -> int:

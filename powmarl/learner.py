@@ -150,6 +150,14 @@ def make_learner(
     )
 
 
+def learner_for_env(cfg: Config, env, algo: Algorithm) -> Learner:
+    """:func:`make_learner` with the agent-input flags of ``cfg``, or the env's defaults where
+    ``cfg`` leaves them None (``obs_last_action``, ``obs_agent_id``)."""
+    last_action = env.obs_last_action if cfg.obs_last_action is None else cfg.obs_last_action
+    agent_id = env.obs_agent_id if cfg.obs_agent_id is None else cfg.obs_agent_id
+    return make_learner(cfg, env.spec, algo, last_action, agent_id)
+
+
 def _init(parts: _Parts, key, example: EpisodeBatch) -> LearnerState:
     """``example``: one batch (leaves [B, ...]) fixing shapes; its values are unused."""
     cfg, spec, extras = parts.cfg, parts.spec, parts.extras

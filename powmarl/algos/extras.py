@@ -183,8 +183,7 @@ class RecogniserQ(Extra):
         advantages, states, onehot = self._inputs(ctx)
         q_r, gap = self.module.apply(params, advantages, states, onehot)
         if self.cfg.only_optimal_action:  # the reference's ablation: the greedy action only
-            steps = gap.shape[1]
-            in_set = jnp.all(ctx.batch.actions == ctx.greedy_actions[:, :steps], axis=-1)
+            in_set = weighting.takes_greedy(ctx)
         else:
             in_set = weighting.recognised(gap, hp)
         inside = in_set * ctx.mask

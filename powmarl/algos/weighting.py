@@ -15,13 +15,17 @@ def uniform(ctx: LossContext, hp: HParams) -> Array:
     return jnp.ones_like(ctx.targets)
 
 
+def takes_greedy(ctx: LossContext) -> Array:
+    """[B, T] whether each step's taken joint action is the online greedy one."""
+    steps = ctx.targets.shape[1]
+    return jnp.all(ctx.batch.actions == ctx.greedy_actions[:, :steps], axis=-1)
+
+
 def central(ctx: LossContext, hp: HParams) -> Array:
     """CW-QMIX: w = 1 if the joint action is the greedy one or y > Q*_target(s, a_hat),
     else alpha. Q*_target(s, a_hat) is the bootstrap value at the current step."""
-    steps = ctx.targets.shape[1]
-    is_greedy = jnp.all(ctx.batch.actions == ctx.greedy_actions[:, :steps], axis=-1)
-    larger = ctx.targets > ctx.bootstrap[:, :steps]
-    return jnp.where(is_greedy | larger, 1.0, hp.alpha)
+    larger = ctx.targets > ctx.bootstrap[:, : ctx.targets.shape[1]]
+    return jnp.where(takes_greedy(ctx) | larger, 1.0, hp.alpha)
 
 
 def optimistic(ctx: LossContext, hp: HParams) -> Array:

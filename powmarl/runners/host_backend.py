@@ -24,7 +24,7 @@ from powmarl.config import Config, HParams
 from powmarl.core.buffer import buffer_init, buffer_insert, buffer_sample
 from powmarl.core.exploration import linear_epsilon
 from powmarl.envs import contract
-from powmarl.learner import make_learner
+from powmarl.learner import learner_for_env
 from powmarl.runners.host_rollout import empty_episodes, make_member_act, play_members
 from powmarl.runners.jax_runner import RunnerState
 from powmarl.runners.members import Member, init_program, member_keys
@@ -74,9 +74,7 @@ class HostBackend:
         spec = env.spec
         self.cfg, self.members, self.hparams = cfg, members, hparams
         self.iters_per_chunk = iterations_per_chunk(cfg, spec.episode_limit)
-        last_action = env.obs_last_action if cfg.obs_last_action is None else cfg.obs_last_action
-        agent_id = env.obs_agent_id if cfg.obs_agent_id is None else cfg.obs_agent_id
-        self.learner = make_learner(cfg, spec, algo, last_action, agent_id)
+        self.learner = learner_for_env(cfg, env, algo)
         self.obs_dtype = contract.obs_dtype(env)
         workers = default_workers() if num_workers is None else int(num_workers)
         if workers < 1:

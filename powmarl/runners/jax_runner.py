@@ -22,7 +22,7 @@ from powmarl.config import Config, HParams
 from powmarl.core.buffer import BufferState, buffer_init, buffer_insert, buffer_sample
 from powmarl.core.exploration import linear_epsilon
 from powmarl.envs.contract import replay_codec
-from powmarl.learner import Learner, LearnerState, make_learner
+from powmarl.learner import Learner, LearnerState, learner_for_env
 from powmarl.runners.period import (
     bucketed_update,
     episode_metrics,
@@ -76,10 +76,8 @@ class _Program:
 
     def __init__(self, cfg: Config, env, algo: Algorithm, seed_axis: str | None):
         spec = env.spec
-        last_action = env.obs_last_action if cfg.obs_last_action is None else cfg.obs_last_action
-        agent_id = env.obs_agent_id if cfg.obs_agent_id is None else cfg.obs_agent_id
         self.cfg, self.spec = cfg, spec
-        self.learner = make_learner(cfg, spec, algo, last_action, agent_id)
+        self.learner = learner_for_env(cfg, env, algo)
         self.rollout = make_rollout(env, self.learner)
         self.iters = iterations_per_chunk(cfg, spec.episode_limit)
         ladder = length_ladder(spec.episode_limit, cfg.length_buckets, cfg.length_spacing)
